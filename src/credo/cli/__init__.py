@@ -1,0 +1,1 @@
+"""``credo ...`` command-line entry points. Each subcommand lives in its own module."""

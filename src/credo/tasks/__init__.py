@@ -1,0 +1,1 @@
+"""credo.tasks"""
