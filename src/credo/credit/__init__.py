@@ -1,0 +1,86 @@
+"""credo.credit: pure tensor functions that turn rewards into credit.
+
+Batched ``torch.Tensor`` in, ``torch.Tensor`` out, on any device; no hidden state, no I/O. Every
+estimator is in one registry (:data:`ESTIMATORS`), looked up by name with :func:`compute_credit`.
+"""
+
+from credo.credit import estimators as _estimators  # noqa: F401  (registers the outcome/GAE estimators)
+from credo.credit.groups import (
+    GroupStats,
+    dr_grpo_advantages,
+    group_stats,
+    grpo_advantages,
+    moving_average_baseline,
+    reinforce_advantages,
+    reinforce_pp_advantages,
+    rloo_advantages,
+)
+from credo.credit.kl import KL_ESTIMATORS, kl_estimate, kl_k1, kl_k2, kl_k3, kl_reward_penalty
+from credo.credit.masks import masked_mean, masked_sum, masked_var, masked_whiten
+from credo.credit.registry import (
+    ESTIMATORS,
+    CreditBatch,
+    CreditResult,
+    EstimatorSpec,
+    compute_credit,
+    get_estimator,
+    group_ids_of,
+    register_estimator,
+)
+from credo.credit.returns import discounted_returns, gae, lambda_returns, reward_to_go, td_errors
+from credo.credit.scan import reverse_linear_scan
+from credo.credit.shaping import potential_based_shaping
+from credo.credit.tokens import (
+    expand_to_tokens,
+    last_token_index,
+    outcome_token_rewards,
+    sequence_rewards,
+    span_index_map,
+    span_token_counts,
+    spans_to_token_credit,
+)
+
+# candidate-level estimators (shape_grpo, wta)
+
+__all__ = [
+    "ESTIMATORS",
+    "KL_ESTIMATORS",
+    "CreditBatch",
+    "CreditResult",
+    "EstimatorSpec",
+    "GroupStats",
+    "compute_credit",
+    "discounted_returns",
+    "dr_grpo_advantages",
+    "expand_to_tokens",
+    "gae",
+    "get_estimator",
+    "group_ids_of",
+    "group_stats",
+    "grpo_advantages",
+    "kl_estimate",
+    "kl_k1",
+    "kl_k2",
+    "kl_k3",
+    "kl_reward_penalty",
+    "lambda_returns",
+    "last_token_index",
+    "masked_mean",
+    "masked_sum",
+    "masked_var",
+    "masked_whiten",
+    "moving_average_baseline",
+    "outcome_token_rewards",
+    "potential_based_shaping",
+    "register_estimator",
+    "reinforce_advantages",
+    "reinforce_pp_advantages",
+    "reverse_linear_scan",
+    "reward_to_go",
+    "rloo_advantages",
+    "sequence_rewards",
+    "span_index_map",
+    "span_token_counts",
+    "spans_to_token_credit",
+    "td_errors",
+]
