@@ -135,30 +135,59 @@ def gae(
     Returns:
         ``[..., T]`` advantages (float32, or float64 for float64 inputs). Not differentiable on CUDA.
     """
-    valid = _prepare(
-        rewards, mask, values=values, next_values=next_values, dones=dones, terminated=terminated
+    check_tensor("rewards", rewards)
+    check_same_shape(
+        "rewards",
+        rewards,
+        values=values,
+        next_values=next_values,
+        dones=dones,
+        terminated=terminated,
+        mask=mask,
     )
     check_gamma("gamma", gamma)
     check_gamma("lam", lam)
+    dtype = float_dtype(rewards, values, next_values)
+    if mask is None:
+        advantages = _gae_unmasked(rewards, values, next_values, dones, terminated, gamma, lam, dtype)
+        if not bool(torch.isfinite(advantages).all()):  # one check when all is well; diagnose on failure
+            _prepare(rewards, None, values=values, next_values=next_values)
+        return advantages
+    valid = _prepare(rewards, mask, values=values, next_values=next_values)
     cut = torch.zeros_like(valid) if dones is None else as_bool("dones", dones)
     end = torch.zeros_like(valid) if terminated is None else as_bool("terminated", terminated)
-    dtype = float_dtype(rewards, values, next_values)
-    if (
-        mask is None
-        and dtype == torch.float32
-        and _scan.triton_available(rewards.device)
-        and rewards.dim() >= 1
-    ):
-        T = rewards.shape[-1]
-        from credo.credit import _triton_scan
-
-        flat = [t.reshape(-1, T) for t in (rewards, values, next_values, cut, end)]
-        return _triton_scan.fused_gae(*flat, gamma, lam).reshape(rewards.shape)
     delta = td_errors(rewards, values, next_values, end, gamma, mask=valid)
     one = torch.ones((), dtype=dtype, device=rewards.device)
     coef = torch.where(valid, gamma * lam * (~cut).to(dtype), one)
     advantages = _scan.reverse_linear_scan(delta, coef)
     return torch.where(valid, advantages, torch.zeros((), dtype=dtype, device=rewards.device))
+
+
+def _gae_unmasked(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    dones: Tensor | None,
+    terminated: Tensor | None,
+    gamma: float,
+    lam: float,
+    dtype: torch.dtype,
+) -> Tensor:
+    """GAE without padding: the fused Triton kernel on CUDA, else TD errors and the blocked scan."""
+    shape, T = rewards.shape, rewards.shape[-1]
+    never = torch.zeros(shape, dtype=torch.bool, device=rewards.device)
+    cut = never if dones is None else as_bool("dones", dones)
+    end = never if terminated is None else as_bool("terminated", terminated)
+    if dtype == torch.float32 and T > 0 and _scan.triton_available(rewards.device):
+        from credo.credit import _triton_scan
+
+        flat = [t.reshape(-1, T) for t in (rewards, values, next_values, cut, end)]
+        return _triton_scan.fused_gae(*flat, gamma, lam).reshape(shape)
+    delta = torch.addcmul(
+        rewards.to(dtype) - values.to(dtype), next_values.to(dtype), (~end).to(dtype), value=gamma
+    )
+    coef = (~cut).to(dtype).mul_(gamma * lam)
+    return _scan.reverse_linear_scan(delta, coef)
 
 
 def lambda_returns(
