@@ -16,7 +16,9 @@ SUBCOMMANDS: tuple[str, ...] = ("demo", "tabular", "train", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="credo", description="Credit assignment for reinforcement learning.")
+    parser = argparse.ArgumentParser(
+        prog="credo", description="Credit assignment for reinforcement learning."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         module_name = f"credo.cli.{name}"
