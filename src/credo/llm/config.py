@@ -1,0 +1,389 @@
+"""The trainer's configuration: one typed dataclass tree, loaded from YAML plus command-line overrides.
+
+``load_config("run.yaml", ["--loss.kl_beta", "0.05", "--train.steps", "200"])`` reads the YAML,
+applies the overrides (dotted keys reach nested sections), converts values to the declared types and
+validates. Every problem is a ``ValueError`` (or ``TypeError``) naming the key: unknown keys come with
+a close-match suggestion. Checks that need the model or the registry (G against the estimator's
+minimum group size, prompts longer than the context, missing reward functions) run in
+:func:`validate_config` and in the trainer before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """``model_path``: a local Hugging Face model directory (its tokenizer too, unless
+    ``tokenizer_path``). Without it a tiny model is built from ``arch`` and the sizes below, with a
+    character tokenizer over ``chars`` (printable ASCII and newline by default)."""
+
+    model_path: str | None = None
+    tokenizer_path: str | None = None
+    arch: str = "qwen2"
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int | None = None
+    context_length: int = 256
+    chars: str | None = None
+    init_seed: int = 0
+
+
+@dataclass
+class TaskConfig:
+    """``prompts``: a list of strings, or an import path ``"module:function"`` returning one.
+    ``rewards``: list of ``{fn: "module:function", weight: 1.0}``. ``sft_pairs``: import path of a
+    function returning (prompt, answer) pairs for the SFT warm-up."""
+
+    prompts: list[str] | str | None = None
+    rewards: list[dict[str, Any]] = field(default_factory=list)
+    sft_pairs: str | None = None
+
+
+@dataclass
+class SFTConfig:
+    """Supervised warm-up before RL (0 steps: none). Loss on answer tokens only."""
+
+    steps: int = 0
+    lr: float = 3e-3
+    batch_size: int = 16
+
+
+@dataclass
+class RolloutConfig:
+    """``group_size``: G completions per prompt; ``prompts_per_step``: N prompts per step (B = N G).
+    ``backend``: ``"hf"`` (transformers ``generate``) or ``"vllm"`` (if installed). ``static_cache``:
+    static KV cache, which transformers compiles (CUDA graphs) on CUDA."""
+
+    group_size: int = 8
+    prompts_per_step: int = 4
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_k: int | None = None
+    backend: str = "hf"
+    static_cache: bool = False
+    pad_to_multiple_of: int | None = None
+
+
+@dataclass
+class CreditConfig:
+    """``estimator``: a name in ``credo.credit.ESTIMATORS``; ``options``: keyword options it takes
+    (e.g. ``{gamma: 1.0, lam: 0.95}`` for ``gae``)."""
+
+    estimator: str = "grpo"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """``policy_loss``: ``"pg"`` (vanilla policy gradient, on-policy, 1 epoch) or ``"ppo_clip"``.
+    ``aggregation``: ``token_mean`` | ``seq_mean_token_sum`` | ``seq_mean_token_mean``.
+    ``kl_beta``: KL coefficient; ``kl_mode``: ``"reward"`` (``-beta k`` per token in the reward,
+    REINFORCE/RLOO/PPO) or ``"loss"`` (``+beta k`` in the loss, GRPO); ``kl_kind``: k1, k2 or k3."""
+
+    policy_loss: str = "pg"
+    epochs: int = 1
+    clip_eps: float = 0.2
+    clip_eps_high: float | None = None
+    aggregation: str = "token_mean"
+    kl_beta: float = 0.0
+    kl_mode: str = "reward"
+    kl_kind: str = "k1"
+    entropy_coef: float = 0.0
+    value_coef: float = 0.5
+    value_clip: float | None = None
+
+
+@dataclass
+class CriticConfig:
+    """Only used when the estimator needs values (e.g. ``gae``). ``mode``: ``"separate"`` (its own
+    backbone, a copy of the policy's initial weights) or ``"shared"`` (a value head on the policy)."""
+
+    mode: str = "separate"
+    lr: float | None = None
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a schedule (``constant`` | ``linear`` | ``cosine``, after ``warmup_steps``)."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    micro_batch_size: int = 8
+    mini_batches: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """The whole run. ``precision``: ``auto`` (bf16 autocast on CUDA with bf16, fp32 elsewhere),
+    ``fp32``, ``bf16-mixed`` (fp32 weights, bf16 autocast) or ``bf16`` (bf16 weights)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    credit: CreditConfig = field(default_factory=CreditConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 100
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    output_dir: str | None = None
+    checkpoint_every: int = 0
+    resume: bool = True
+    log_every: int = 1
+    samples_per_step: int = 4
+    tensorboard: bool = True
+    wandb: bool = False
+    progress: bool = True
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.arch": ("qwen2", "gpt2"),
+    "rollout.backend": ("hf", "vllm"),
+    "loss.policy_loss": ("pg", "ppo_clip"),
+    "loss.aggregation": ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean"),
+    "loss.kl_mode": ("reward", "loss"),
+    "loss.kl_kind": ("k1", "k2", "k3"),
+    "critic.mode": ("separate", "shared"),
+    "optim.schedule": ("constant", "linear", "cosine"),
+    "precision": ("auto", "fp32", "bf16-mixed", "bf16"),
+}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unknown_key_error(key: str, known: list[str], where: str) -> ValueError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+    return ValueError(f"unknown config key {where + key!r}{hint}")
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` converted to ``annotation`` (str from the command line parsed as YAML), or TypeError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except TypeError as error:
+                errors.append(str(error))
+        raise TypeError(f"config key {key!r}: {value!r} matches none of {annotation}")
+    if annotation is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"config key {key!r} must be a list, got {type(value).__name__} {value!r}")
+        (inner,) = typing.get_args(annotation) or (Any,)
+        return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"config key {key!r} must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"config key {key!r} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"config key {key!r} must be an integer, got {type(value).__name__} {value!r}")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TypeError(f"config key {key!r} must be a number, got {type(value).__name__} {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"config key {key!r} must be a string, got {type(value).__name__} {value!r}")
+    raise TypeError(f"config key {key!r}: unsupported type {annotation}")
+
+
+def config_from_dict(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -> Any:
+    """Build a config dataclass from a nested dict, converting and checking every value."""
+    if not isinstance(data, dict):
+        raise TypeError(f"config section {prefix or '<root>'!r} must be a mapping, got {type(data).__name__}")
+    types_ = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in types_:
+            raise _unknown_key_error(str(key), list(types_), prefix)
+        annotation = types_[key]
+        full = f"{prefix}{key}"
+        if dataclasses.is_dataclass(annotation):
+            kwargs[key] = config_from_dict(value or {}, annotation, f"{full}.")
+        else:
+            kwargs[key] = _convert(value, annotation, full)
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as a plain nested dict (YAML-ready)."""
+    return dataclasses.asdict(config)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``["--a.b", "1", "--c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars."""
+    result: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) <= 2:
+            raise ValueError(f"expected an override '--key value', got {arg!r}")
+        if "=" in arg:
+            key, raw = arg[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise ValueError(f"override {arg!r} has no value")
+            key, raw = arg[2:], args[i + 1]
+            i += 2
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = result
+        parts = key.replace("-", "_").split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {key!r} conflicts with another override")
+        node[parts[-1]] = value
+    return result
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> TrainConfig:
+    """Read a YAML file (optional), apply overrides, convert and validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise TypeError(f"config file {str(path)!r} must hold a mapping at the top level")
+        data = loaded or {}
+    if overrides:
+        extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        data = _merge(data, extra)
+    config = config_from_dict(data)
+    validate_config(config)
+    return config
+
+
+def _positive(
+    key: str, value: float | int | None, allow_zero: bool = False, allow_none: bool = False
+) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"config key {key!r} must be {bound}, got {value!r}")
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Checks that need no model: choices, ranges, the estimator's name and group size, PPO settings."""
+    from credo.credit import get_estimator
+
+    for key, choices in _CHOICES.items():
+        node: Any = config
+        for part in key.split("."):
+            node = getattr(node, part)
+        if node not in choices:
+            raise ValueError(f"config key {key!r} must be one of {choices}, got {node!r}")
+    try:
+        spec = get_estimator(config.credit.estimator)
+    except KeyError as error:
+        raise ValueError(f"config key 'credit.estimator': {error.args[0]}") from None
+    r = config.rollout
+    _positive("rollout.group_size", r.group_size)
+    _positive("rollout.prompts_per_step", r.prompts_per_step)
+    _positive("rollout.max_new_tokens", r.max_new_tokens)
+    _positive("rollout.temperature", r.temperature)
+    if spec.needs_groups and r.group_size < spec.min_group_size:
+        raise ValueError(
+            f"estimator {spec.name!r} compares completions of the same prompt and needs "
+            f"rollout.group_size >= {spec.min_group_size}, got {r.group_size}"
+        )
+    if r.group_size * r.prompts_per_step < 2 and spec.name == "reinforce":
+        raise ValueError(
+            "estimator 'reinforce' needs a batch of at least 2 completions (group_size x prompts_per_step)"
+        )
+    loss = config.loss
+    _positive("loss.epochs", loss.epochs)
+    _positive("loss.kl_beta", loss.kl_beta, allow_zero=True)
+    _positive("loss.entropy_coef", loss.entropy_coef, allow_zero=True)
+    _positive("loss.value_coef", loss.value_coef, allow_zero=True)
+    _positive("loss.value_clip", loss.value_clip, allow_none=True)
+    if loss.policy_loss == "pg" and (loss.epochs > 1 or config.optim.mini_batches > 1):
+        raise ValueError(
+            "loss.policy_loss='pg' is on-policy: it takes one update per rollout (loss.epochs=1, "
+            "optim.mini_batches=1); use loss.policy_loss='ppo_clip' for several updates"
+        )
+    o = config.optim
+    _positive("optim.lr", o.lr)
+    _positive("optim.micro_batch_size", o.micro_batch_size)
+    _positive("optim.mini_batches", o.mini_batches)
+    _positive("optim.warmup_steps", o.warmup_steps, allow_zero=True)
+    _positive("optim.max_grad_norm", o.max_grad_norm, allow_none=True)
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise ValueError(f"config key 'optim.betas' must be two numbers in [0, 1), got {o.betas}")
+    B = r.group_size * r.prompts_per_step
+    if B % o.mini_batches:
+        raise ValueError(f"optim.mini_batches={o.mini_batches} must divide the batch size {B}")
+    _positive("steps", config.steps)
+    _positive("checkpoint_every", config.checkpoint_every, allow_zero=True)
+    _positive("sft.steps", config.sft.steps, allow_zero=True)
+    if config.checkpoint_every and not config.output_dir:
+        raise ValueError("checkpoint_every > 0 needs output_dir")
+    if config.model.model_path is None:
+        _positive("model.context_length", config.model.context_length)
+    elif not Path(config.model.model_path).is_dir():
+        raise ValueError(
+            f"config key 'model.model_path': {config.model.model_path!r} is not a local directory"
+        )
+    if config.sft.steps and not config.task.sft_pairs:
+        raise ValueError(
+            "sft.steps > 0 needs task.sft_pairs (an import path returning (prompt, answer) pairs)"
+        )
