@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from credo.credit import (
     CreditBatch,
+    CreditResult,
     compute_credit,
     get_estimator,
     kl_estimate,
@@ -451,16 +452,32 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         """One training step: rollout, scoring, credit, update, logging, checkpoint."""
+        start = time.perf_counter()
+        # 1-5. prompts, rollout, frozen models, rewards, credit
+        batch, scored, credit, rollout_time = self.make_experience(self.prompts_for_step(self.step_count))
+        # 6. update
+        update_stats = self.update(batch, credit.advantages.float(), credit.returns)
+        self.step_count += 1
+        elapsed = time.perf_counter() - start
+        # 7. metrics, samples, checkpoint
+        metrics = self._metrics(
+            batch, scored, credit.advantages, update_stats, credit.info, elapsed, rollout_time
+        )
+        self.history.append(metrics)
+        self._log(metrics, batch, scored)
+        if self.config.checkpoint_every and self.step_count % self.config.checkpoint_every == 0:
+            self.save()
+        return metrics
+
+    def make_experience(self, prompts: list[str]) -> tuple[RolloutBatch, RewardOutput, CreditResult, float]:
+        """Rollout, frozen-model scores, rewards and credit for ``prompts``: ``(batch, rewards, credit,
+        rollout seconds)``. Advantages come from the registry, never from a local formula."""
         cfg = self.config
         start = time.perf_counter()
-        # 1-2. prompts and rollout (log pi_old recorded while sampling)
-        batch = self.rollout(self.prompts_for_step(self.step_count))
+        batch = self.rollout(prompts)  # log pi_old recorded while sampling
         rollout_time = time.perf_counter() - start
-        # 3. frozen models: reference log-probs, critic values
-        self.score_with_frozen_models(batch)
-        # 4. rewards
+        self.score_with_frozen_models(batch)  # reference log-probs, critic values
         scored = compute_rewards(self.reward_fns, batch, self.tokenizer)
-        # 5. credit: token advantages [B, L] from the registry, never a local formula
         token_rewards = scored.token_rewards
         if cfg.loss.kl_beta > 0 and cfg.loss.kl_mode == "reward":
             penalty = kl_reward_penalty(
@@ -480,19 +497,7 @@ class Trainer:
             ),
             **cfg.credit.options,
         )
-        # 6. update
-        update_stats = self.update(batch, credit.advantages.float(), credit.returns)
-        self.step_count += 1
-        elapsed = time.perf_counter() - start
-        # 7. metrics, samples, checkpoint
-        metrics = self._metrics(
-            batch, scored, credit.advantages, update_stats, credit.info, elapsed, rollout_time
-        )
-        self.history.append(metrics)
-        self._log(metrics, batch, scored)
-        if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
-            self.save()
-        return metrics
+        return batch, scored, credit, rollout_time
 
     @torch.no_grad()
     def rollout(self, prompts: list[str]) -> RolloutBatch:
