@@ -1,0 +1,396 @@
+"""One training step (rollout + scoring + update) of credo's trainer against TRL, side by side.
+
+Measures completion tokens per second and peak memory for:
+
+* ``trl_grpo`` / ``trl_rloo``: TRL's GRPOTrainer / RLOOTrainer (the setup of
+  ``/work/shared/peers/trl_anchor.py``: same model, prompts, reward, G, lengths, lr, and the KL
+  coefficient set explicitly, since TRL's default beta=0 skips the reference model);
+* ``credo_grpo`` / ``credo_rloo``: credo's trainer on the same model, batch, lengths and beta (GRPO:
+  k3 KL in the loss; RLOO: k1 KL in the reward, as TRL does);
+* ``credo_ppo``: PPO with a critic (GAE, separate value model, clipped surrogate, KL in the reward),
+  same model and batch, to test seed 003's claim that RLOO/GRPO need much less memory and time
+  than PPO with a critic.
+
+Each variant runs in its own process (clean peak-memory accounting: ``torch.cuda.max_memory_allocated``
+on CUDA, the process's peak RSS on CPU), ``--warmup`` steps first (compilation, allocator), then
+``--steps`` timed steps. Throughput counts nominal completion tokens ``N x G x max_new_tokens`` (the
+anchor's definition) and, where known, the tokens actually generated (completions stop at EOS).
+
+CPU (default; a 3M-parameter Qwen2, 8 completions of 32 tokens)::
+
+    .venv/bin/python benchmarks/trainer_bench.py
+
+CUDA (Qwen2.5-0.5B shape with a byte vocabulary, 358M parameters, 8 prompts x 8 completions x 256
+new tokens, bf16)::
+
+    .venv/bin/python benchmarks/trainer_bench.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+VARIANTS = ("trl_grpo", "credo_grpo", "trl_rloo", "credo_rloo", "credo_ppo")
+
+
+def byte_tokenizer() -> Any:
+    """The anchor's tokenizer: <pad> <s> </s> <unk>, then printable ASCII, one token per char."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for i in range(32, 127):
+        vocab[chr(i)] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def build_model_dir(path: Path, large: bool, dtype_name: str) -> int:
+    """Save the benchmark model and tokenizer to ``path``; returns the parameter count."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from credo.llm.tiny import save_tokenizer
+
+    tok = byte_tokenizer()
+    if large:  # Qwen2.5-0.5B shape
+        sizes = {
+            "hidden_size": 896,
+            "intermediate_size": 4864,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 14,
+            "num_key_value_heads": 2,
+        }
+    else:  # ~3M parameters
+        sizes = {
+            "hidden_size": 256,
+            "intermediate_size": 688,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        }
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        **sizes,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype_name))
+    model.save_pretrained(path)
+    save_tokenizer(tok, path)
+    return sum(p.numel() for p in model.parameters())
+
+
+def prompts(n: int) -> list[str]:
+    return [f"Recommend movies for user {i}: " for i in range(n)]
+
+
+def count_a_reward(completions: list[str], **kwargs: Any) -> list[float]:
+    return [float(c.count("a")) for c in completions]
+
+
+def credo_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[float]:
+    return count_a_reward(completions)
+
+
+def sync(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    import torch
+
+    from credo.llm.config import config_from_dict
+    from credo.llm.trainer import Trainer
+
+    cuda = args.device == "cuda"
+    estimator = {"credo_grpo": "grpo", "credo_rloo": "rloo", "credo_ppo": "gae"}[variant]
+    loss: dict[str, Any] = {"aggregation": "token_mean", "kl_beta": args.beta}
+    if estimator == "grpo":
+        loss.update(kl_mode="loss", kl_kind="k3")
+    else:
+        loss.update(kl_mode="reward", kl_kind="k1")
+    if estimator == "gae":
+        loss.update(policy_loss="ppo_clip", epochs=1)
+    B = args.prompts * args.group_size
+    config = config_from_dict(
+        {
+            "model": {"model_path": str(model_dir)},
+            "rollout": {
+                "group_size": args.group_size,
+                "prompts_per_step": args.prompts,
+                "max_new_tokens": args.new_tokens,
+                "static_cache": cuda and not args.no_compile,
+                "pad_to_multiple_of": 16 if cuda else None,
+            },
+            "credit": {
+                "estimator": estimator,
+                "options": {"gamma": 1.0, "lam": 0.95} if estimator == "gae" else {},
+            },
+            "loss": loss,
+            "critic": {"mode": "separate"},
+            "optim": {"lr": 1e-6, "micro_batch_size": min(args.micro_batch, B), "max_grad_norm": 1.0},
+            "precision": "bf16" if cuda else "fp32",
+            "gradient_checkpointing": args.grad_ckpt,
+            "device": args.device,
+            "steps": args.warmup + args.steps,
+            "seed": 0,
+            "progress": False,
+        }
+    )
+    trainer = Trainer(config, reward_functions=credo_reward, prompts=prompts(args.prompts * 10))
+    times, lengths = [], []
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup and cuda:
+            torch.cuda.reset_peak_memory_stats()
+        sync(cuda)
+        start = time.perf_counter()
+        metrics = trainer.step()
+        sync(cuda)
+        times.append(time.perf_counter() - start)
+        lengths.append(metrics["completion/length"])
+        if i >= args.warmup:
+            print(
+                f"  {variant} step {i}: {times[-1]:.3f}s rollout {metrics['time/rollout_s']:.3f}s",
+                file=sys.stderr,
+            )
+    timed, timed_lengths = times[args.warmup :], lengths[args.warmup :]
+    return {"step_s": timed, "mean_completion_length": sum(timed_lengths) / len(timed_lengths)}
+
+
+def run_trl(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    import datasets
+    import torch
+    import trl
+    from transformers import TrainerCallback
+
+    cuda = args.device == "cuda"
+    os.environ.setdefault("WANDB_DISABLED", "true")
+
+    class Timer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.start = 0.0
+
+        def on_step_begin(self, *a: Any, **k: Any) -> None:
+            if len(self.times) == args.warmup and cuda:
+                torch.cuda.reset_peak_memory_stats()
+            sync(cuda)
+            self.start = time.perf_counter()
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            sync(cuda)
+            self.times.append(time.perf_counter() - self.start)
+
+    from credo.llm.tiny import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    ds = datasets.Dataset.from_dict({"prompt": prompts(args.prompts * 10)})
+    common = dict(
+        output_dir=tempfile.mkdtemp(prefix=f"{variant}_"),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=args.group_size * args.prompts,
+        num_generations=args.group_size,
+        max_completion_length=args.new_tokens,
+        learning_rate=1e-6,
+        beta=args.beta,
+        bf16=cuda,
+        use_cpu=not cuda,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        gradient_accumulation_steps=1,
+        model_init_kwargs={"dtype": "bfloat16" if cuda else "float32"},
+        seed=0,
+    )
+    if variant == "trl_grpo":
+        trainer = trl.GRPOTrainer(
+            model=str(model_dir),
+            reward_funcs=count_a_reward,
+            args=trl.GRPOConfig(**common),
+            train_dataset=ds,
+            processing_class=tok,
+        )
+    else:
+        trainer = trl.RLOOTrainer(
+            model=str(model_dir),
+            reward_funcs=count_a_reward,
+            args=trl.RLOOConfig(**common),
+            train_dataset=ds,
+            processing_class=tok,
+        )
+    timer = Timer()
+    trainer.add_callback(timer)
+    trainer.train()
+    lengths = [
+        h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h
+    ]
+    timed_lengths = lengths[args.warmup :] or lengths
+    return {
+        "step_s": timer.times[args.warmup :],
+        "mean_completion_length": sum(timed_lengths) / len(timed_lengths) if timed_lengths else None,
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    model_dir = Path(args.model_dir)
+    runner = run_trl if args.variant.startswith("trl") else run_credo
+    result = runner(args.variant, args, model_dir)
+    steps = result["step_s"]
+    mean_step = sum(steps) / len(steps)
+    nominal = args.prompts * args.group_size * args.new_tokens
+    result.update(
+        variant=args.variant,
+        mean_step_s=mean_step,
+        completion_tokens_per_s=nominal / mean_step,
+        generated_tokens_per_s=(
+            None
+            if result["mean_completion_length"] is None
+            else result["mean_completion_length"] * args.prompts * args.group_size / mean_step
+        ),
+        peak_mem_GiB=(
+            torch.cuda.max_memory_allocated() / 2**30
+            if args.device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        ),
+        peak_mem_kind="cuda max_memory_allocated" if args.device == "cuda" else "process peak RSS",
+    )
+    Path(args.json_out).write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}"
+    )
+    parser.add_argument("--prompts", type=int, default=None, help="prompts per step (cpu 1, cuda 8)")
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=None, help="max new tokens (cpu 32, cuda 256)")
+    parser.add_argument("--beta", type=float, default=0.04, help="KL coefficient, the same for every variant")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (cpu 5, cuda 4)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (cpu 1, cuda 2)")
+    parser.add_argument(
+        "--micro-batch", type=int, default=None, help="credo micro-batch size (cpu 8, cuda 16)"
+    )
+    parser.add_argument("--grad-ckpt", action="store_true", help="credo: gradient checkpointing")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="credo on CUDA: no static cache / CUDA graphs"
+    )
+    parser.add_argument("--large", action="store_true", help="the 358M model on CPU too")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    parser.add_argument("--out", default=None, help="write the JSON summary here")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    cuda = args.device == "cuda"
+    args.prompts = args.prompts or (8 if cuda else 1)
+    args.new_tokens = args.new_tokens or (256 if cuda else 32)
+    args.steps = args.steps or (4 if cuda else 5)
+    args.warmup = args.warmup if args.warmup is not None else (2 if cuda else 1)
+    args.micro_batch = args.micro_batch or (16 if cuda else 8)
+    if args.variant:
+        child(args)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="trainer_bench_"))
+    model_dir = work / "model"
+    params = build_model_dir(
+        model_dir, large=cuda or args.large, dtype_name="bfloat16" if cuda else "float32"
+    )
+    print(
+        f"model: Qwen2, {params / 1e6:.1f}M parameters; {args.prompts} prompts x {args.group_size} completions x "
+        f"{args.new_tokens} new tokens; beta={args.beta}; device={args.device}",
+        flush=True,
+    )
+    results: dict[str, Any] = {
+        "params": params,
+        "setup": {k: v for k, v in vars(args).items() if k not in ("variant", "model_dir", "json_out")},
+    }
+    passthrough = [a for a in sys.argv[1:] if a not in ("--out",)]
+    if args.out:  # drop "--out PATH" from what children get
+        i = passthrough.index(args.out) if args.out in passthrough else -1
+        passthrough = [a for j, a in enumerate(passthrough) if j != i]
+    for variant in args.variants.split(","):
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
+        out = work / f"{variant}.json"
+        cmd = [
+            sys.executable,
+            __file__,
+            *passthrough,
+            "--variant",
+            variant,
+            "--model-dir",
+            str(model_dir),
+            "--json-out",
+            str(out),
+        ]
+        print(f"running {variant} ...", flush=True)
+        proc = subprocess.run(cmd, text=True, capture_output=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            results[variant] = {
+                "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+            }
+            continue
+        results[variant] = json.loads(out.read_text())
+        r = results[variant]
+        print(
+            f"  {variant:11s} {r['mean_step_s']:.3f} s/step  {r['completion_tokens_per_s']:9.1f} completion tok/s  "
+            f"peak {r['peak_mem_GiB']:.2f} GiB ({r['peak_mem_kind']})  mean length {r['mean_completion_length']}",
+            flush=True,
+        )
+
+    def ok(name: str) -> bool:
+        return name in results and "error" not in results[name]
+
+    print("\nratios (credo / peer):")
+    for ours, peer in (("credo_grpo", "trl_grpo"), ("credo_rloo", "trl_rloo")):
+        if ok(ours) and ok(peer):
+            a, b = results[ours], results[peer]
+            speed = a["completion_tokens_per_s"] / b["completion_tokens_per_s"]
+            mem = a["peak_mem_GiB"] / b["peak_mem_GiB"]
+            results[f"{ours}_vs_{peer}"] = {"tokens_per_s_ratio": speed, "peak_mem_ratio": mem}
+            print(f"  {ours} vs {peer}: {speed:.2f}x tokens/s, {mem:.2f}x peak memory")
+    for ours in ("credo_rloo", "credo_grpo"):
+        if ok(ours) and ok("credo_ppo"):
+            a, b = results[ours], results["credo_ppo"]
+            speed = b["mean_step_s"] / a["mean_step_s"]
+            saving = 1 - a["peak_mem_GiB"] / b["peak_mem_GiB"]
+            results[f"{ours}_vs_credo_ppo"] = {"speedup": speed, "memory_saving": saving}
+            print(
+                f"  {ours} vs PPO+critic: {speed:.2f}x faster per step, {100 * saving:.0f}% less peak memory"
+            )
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k != "setup"}, default=str)[:4000])
+
+
+if __name__ == "__main__":
+    main()
