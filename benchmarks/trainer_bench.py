@@ -150,7 +150,7 @@ def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[s
             "critic": {"mode": "separate"},
             "optim": {"lr": 1e-6, "micro_batch_size": min(args.micro_batch, B), "max_grad_norm": 1.0},
             "precision": "bf16" if cuda else "fp32",
-            "gradient_checkpointing": args.grad_ckpt,
+            "gradient_checkpointing": args.grad_ckpt == "on",
             "device": args.device,
             "steps": args.warmup + args.steps,
             "seed": 0,
@@ -297,7 +297,12 @@ def main() -> None:
     parser.add_argument(
         "--micro-batch", type=int, default=None, help="credo micro-batch size (cpu 8, cuda 16)"
     )
-    parser.add_argument("--grad-ckpt", action="store_true", help="credo: gradient checkpointing")
+    parser.add_argument(
+        "--grad-ckpt",
+        choices=("on", "off"),
+        default=None,
+        help="credo: gradient checkpointing (default: on for cuda, as TRL's default; off for cpu)",
+    )
     parser.add_argument(
         "--no-compile", action="store_true", help="credo on CUDA: no static cache / CUDA graphs"
     )
@@ -314,6 +319,7 @@ def main() -> None:
     args.steps = args.steps or (4 if cuda else 5)
     args.warmup = args.warmup if args.warmup is not None else (2 if cuda else 1)
     args.micro_batch = args.micro_batch or (16 if cuda else 8)
+    args.grad_ckpt = args.grad_ckpt or ("on" if cuda else "off")
     if args.variant:
         child(args)
         return

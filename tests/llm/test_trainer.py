@@ -162,3 +162,23 @@ def test_outputs_and_candidate_metrics(tmp_path: Path) -> None:
     assert abs(m["reward/mean"] - expected) < 1e-5
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000002"
     assert (tmp_path / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "options", [{"gradient_checkpointing": True}, {"precision": "bf16-mixed"}, {"precision": "bf16"}]
+)
+def test_memory_and_precision_options_run_a_step(options: dict[str, Any]) -> None:
+    reference = Trainer(_config(), reward_functions=spread_reward, prompts=["ab", "cd"])
+    trainer = Trainer(_config(**options), reward_functions=spread_reward, prompts=["ab", "cd"])
+    torch.manual_seed(3)
+    batch, _, credit, _ = reference.make_experience(reference.prompts)
+    grads = []
+    for t in (reference, trainer):
+        t.optimizer.step = lambda: None  # keep the parameters: compare gradients only
+        t.update(batch, credit.advantages.float(), credit.returns)
+        grads.append(torch.cat([p.grad.float().flatten() for p in t.model.parameters()]))
+    if options.get("gradient_checkpointing"):
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
+    else:  # bf16: the same direction, to bf16 precision
+        cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+        assert float(cosine) > 0.98

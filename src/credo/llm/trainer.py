@@ -175,6 +175,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of training step ``step`` on process ``rank`` (distinct for every triple)."""
+    return (seed * 1_000_003 + step) * 1_009 + rank
+
+
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the base LR at step s: linear warm-up, then constant, linear decay or cosine."""
 
@@ -197,7 +202,8 @@ def _accelerator(device: str) -> Any | None:
         from accelerate import Accelerator
     except ImportError:
         return None
-    return Accelerator(cpu=device == "cpu")
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=cpu)
 
 
 def _resolve_prompts(spec: Sequence[str] | str | None) -> list[str]:
@@ -267,7 +273,8 @@ class Trainer:
             lr_lambda(config.optim.schedule, config.optim.warmup_steps, config.steps),
         )
         if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            enable = getattr(self.model, "activation_checkpointing_enable", None)
+            (enable or self.model.gradient_checkpointing_enable)()
         if self.accelerator is not None:
             if self.critic is not None:
                 self.model, self.critic, self.optimizer = self.accelerator.prepare(
@@ -428,8 +435,9 @@ class Trainer:
         groups: list[dict[str, Any]] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
         if self.critic is not None:
             groups.append({"params": list(self.critic.parameters()), "lr": self.config.critic.lr or oc.lr})
+        fused = self.device.type == "cuda"  # one kernel, no full-size temporaries
         return torch.optim.AdamW(
-            groups, lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps, weight_decay=oc.weight_decay
+            groups, lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps, weight_decay=oc.weight_decay, fused=fused
         )
 
     # -- data ----------------------------------------------------------------------------------------
@@ -453,6 +461,9 @@ class Trainer:
     def step(self) -> dict[str, float]:
         """One training step: rollout, scoring, credit, update, logging, checkpoint."""
         start = time.perf_counter()
+        # 0. this step's random stream: a function of (seed, step, process), so a resumed run samples
+        #    exactly what the uninterrupted one did, and processes draw different samples
+        seed_everything(step_seed(self.config.seed, self.step_count, self.rank))
         # 1-5. prompts, rollout, frozen models, rewards, credit
         batch, scored, credit, rollout_time = self.make_experience(self.prompts_for_step(self.step_count))
         # 6. update
@@ -701,10 +712,13 @@ class Trainer:
     ) -> dict[str, float]:
         mask = batch.completion_mask
         tokens = float(mask.sum())
+        rewards = scored.rewards
+        if self.accelerator is not None and self.world_size > 1:
+            rewards = self.accelerator.gather(rewards)
         m: dict[str, float] = {
             "step": float(self.step_count),
-            "reward/mean": float(scored.rewards.mean()),
-            "reward/std": float(scored.rewards.std()) if batch.batch_size > 1 else 0.0,
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
             "completion/length": tokens / batch.batch_size,
             "advantage/mean": float(masked_mean(advantages.float(), mask)),
             "lr": float(self.scheduler.get_last_lr()[0]),
