@@ -16,9 +16,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from credo.tabular._checks import check_count, check_gamma
+from credo.tabular._checks import check_count, check_distribution_rows, check_gamma, check_values
 from credo.tabular.gridworld import GRID_PRESETS, GridLayout, make_gridworld
 from credo.tabular.mdp import FiniteMDP
 
@@ -30,6 +30,8 @@ class MDPEnv(gym.Env):
         mdp: the model to sample from. ``step`` draws ``s' ~ P(.|s, a)`` and pays the transition's
             reward (``R[s, a, s']`` when the model has one, else ``r(s, a)``).
         max_episode_steps: truncate an episode after this many steps (None: never).
+        initial_distribution: ``[S]`` distribution of the first state, overriding the model's (e.g.
+            uniform over all non-terminal states, "exploring starts", so every state gets visited).
 
     ``terminated`` is True on arriving in a terminal state. The discount is ``env.gamma`` (the model's),
     which the learners use when no ``gamma`` is passed to them.
@@ -37,7 +39,13 @@ class MDPEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
-    def __init__(self, mdp: FiniteMDP, *, max_episode_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        mdp: FiniteMDP,
+        *,
+        max_episode_steps: int | None = None,
+        initial_distribution: ArrayLike | None = None,
+    ) -> None:
         if not isinstance(mdp, FiniteMDP):
             raise TypeError(f"mdp must be a FiniteMDP, got {type(mdp).__name__}")
         self.mdp = mdp
@@ -52,7 +60,11 @@ class MDPEnv(gym.Env):
         self._cumulative = cumulative / cumulative[..., -1:]
         self._next_states = next_states
         self._rewards = rewards
-        start = np.cumsum(mdp.initial_distribution)
+        initial = mdp.initial_distribution
+        if initial_distribution is not None:
+            initial = check_values("initial_distribution", initial_distribution, mdp.n_states)
+            check_distribution_rows("initial_distribution", initial)
+        start = np.cumsum(initial)
         self._start_cumulative = start / start[-1]
         self._terminal = mdp.terminal_mask
         self._state = -1
