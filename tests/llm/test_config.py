@@ -134,3 +134,12 @@ def test_cli_train_runs_a_shipped_config(tmp_path: Path) -> None:
     assert code == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert "completion:" in (out / "samples.txt").read_text()
+
+
+def test_vllm_backend_without_vllm_fails_before_training() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(ValueError, match="vLLM is not installed"):
+        _trainer({"rollout": {"backend": "vllm"}}, reward_functions=toy.letter_fraction_reward, prompts=["a"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import json
 import math
 import random
@@ -251,6 +252,10 @@ class Trainer:
             reward_functions if reward_functions is not None else (config.task.rewards or None)
         )
         self._check_estimator_needs()
+        if config.rollout.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ValueError(
+                "rollout.backend='vllm' but vLLM is not installed: pip install vllm, or use 'hf'"
+            )
         self.prompts = _resolve_prompts(prompts if prompts is not None else config.task.prompts)
         self.accelerator = _accelerator(config.device)
         self.device = self._pick_device()
