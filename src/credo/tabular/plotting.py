@@ -48,6 +48,7 @@ def plot_values(
         cells = np.array([(s // cols, s % cols) for s in range(v.shape[0])], dtype=np.int64)
         layout = GridLayout((rows, cols), cells, ())
         show_arrows = False
+        title = f"{title}\n(no grid: states in index order, row by row)"
     else:
         show_arrows = pi is not None
     grid = layout.value_grid(v)
