@@ -57,7 +57,35 @@ def byte_tokenizer() -> Any:
     )
 
 
-def build_model_dir(path: Path, large: bool, dtype_name: str) -> int:
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    # ~3M parameters: the CPU default
+    "tiny": {
+        "hidden_size": 256,
+        "intermediate_size": 688,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    # ~25M parameters: big enough on a CPU for model state to dominate the process's memory
+    "medium": {
+        "hidden_size": 512,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+    },
+    # Qwen2.5-0.5B shape with a byte vocabulary (358M): the CUDA default, as in the TRL anchor
+    "anchor": {
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+    },
+}
+
+
+def build_model_dir(path: Path, size: str, dtype_name: str) -> int:
     """Save the benchmark model and tokenizer to ``path``; returns the parameter count."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
@@ -65,22 +93,6 @@ def build_model_dir(path: Path, large: bool, dtype_name: str) -> int:
     from credo.llm.tiny import save_tokenizer
 
     tok = byte_tokenizer()
-    if large:  # Qwen2.5-0.5B shape
-        sizes = {
-            "hidden_size": 896,
-            "intermediate_size": 4864,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 14,
-            "num_key_value_heads": 2,
-        }
-    else:  # ~3M parameters
-        sizes = {
-            "hidden_size": 256,
-            "intermediate_size": 688,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-        }
     cfg = Qwen2Config(
         vocab_size=len(tok),
         max_position_embeddings=2048,
@@ -88,7 +100,7 @@ def build_model_dir(path: Path, large: bool, dtype_name: str) -> int:
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
-        **sizes,
+        **MODEL_SIZES[size],
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype_name))
@@ -306,7 +318,12 @@ def main() -> None:
     parser.add_argument(
         "--no-compile", action="store_true", help="credo on CUDA: no static cache / CUDA graphs"
     )
-    parser.add_argument("--large", action="store_true", help="the 358M model on CPU too")
+    parser.add_argument(
+        "--model",
+        choices=tuple(MODEL_SIZES),
+        default=None,
+        help="model size (default: tiny on cpu, anchor on cuda)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
     parser.add_argument("--out", default=None, help="write the JSON summary here")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -326,9 +343,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="trainer_bench_"))
     model_dir = work / "model"
-    params = build_model_dir(
-        model_dir, large=cuda or args.large, dtype_name="bfloat16" if cuda else "float32"
-    )
+    args.model = args.model or ("anchor" if cuda else "tiny")
+    params = build_model_dir(model_dir, args.model, dtype_name="bfloat16" if cuda else "float32")
     print(
         f"model: Qwen2, {params / 1e6:.1f}M parameters; {args.prompts} prompts x {args.group_size} completions x "
         f"{args.new_tokens} new tokens; beta={args.beta}; device={args.device}",
