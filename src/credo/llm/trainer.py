@@ -291,8 +291,6 @@ class Trainer:
         self._writers_opened = False
         if checkpoint is not None:
             self._load(checkpoint)
-        if checkpoint is None:  # RL's random stream starts from a known state after set-up
-            seed_everything(config.seed + 1)
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -592,8 +590,9 @@ class Trainer:
         accumulation (the normaliser is each mini-batch's, global over processes)."""
         cfg = self.config
         B = batch.batch_size
-        sums: dict[str, float] = {}
-        count = 0
+        totals: dict[str, float] = {}  # losses: summed over a mini-batch's micro-batches
+        means: dict[str, float] = {}  # per-micro-batch statistics (clip fraction, entropy)
+        optimizer_steps = micro_steps = 0
         for _ in range(cfg.loss.epochs):
             shuffle = cfg.loss.epochs > 1 or cfg.optim.mini_batches > 1
             order = torch.randperm(B) if shuffle else torch.arange(B)
@@ -602,25 +601,29 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 micro = list(mini.split(cfg.optim.micro_batch_size))
                 for i, idx in enumerate(micro):
-                    with self._no_sync(last=i == len(micro) - 1), self.autocast():
-                        loss, stats = micro_batch_loss(
-                            self.model,
-                            batch.rows(idx),
-                            advantages[idx],
-                            None if returns is None else returns[idx],
-                            normalizer,
-                            cfg,
-                            self.critic,
-                        )
-                    self._backward(loss)
+                    with self._no_sync(last=i == len(micro) - 1):
+                        with self.autocast():
+                            loss, stats = micro_batch_loss(
+                                self.model,
+                                batch.rows(idx),
+                                advantages[idx],
+                                None if returns is None else returns[idx],
+                                normalizer,
+                                cfg,
+                                self.critic,
+                            )
+                        self._backward(loss)
                     for k, v in stats.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
+                        target = totals if k.endswith("_loss") else means
+                        target[k] = target.get(k, 0.0) + float(v)
+                    micro_steps += 1
                 grad_norm = self._clip_gradients()
                 self.optimizer.step()
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
-                count += 1
+                totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
+                optimizer_steps += 1
         self.scheduler.step()
-        result = {k: v / count for k, v in sums.items()}
+        result = {k: v / optimizer_steps for k, v in totals.items()}
+        result.update({k: v / micro_steps for k, v in means.items()})
         result["loss"] = result.get("policy_loss", 0.0) + cfg.loss.value_coef * result.get("value_loss", 0.0)
         return result
 
