@@ -173,6 +173,14 @@ def test_learning_is_repeatable_with_a_seed():
     assert c.q.shape == (16, 4) and c.params["gamma"] == 0.9
 
 
+def test_progress_bar_is_shown_when_asked(capsys):
+    env = gym.make("FrozenLake-v1")
+    sarsa(env, n_episodes=5, gamma=0.9, seed=0, progress=True)
+    assert "sarsa" in capsys.readouterr().err
+    sarsa(env, n_episodes=5, gamma=0.9, seed=0)
+    assert "sarsa" not in capsys.readouterr().err
+
+
 def test_epsilon_greedy_helpers():
     q = np.array([1.0, 5.0, 5.0, 0.0])
     np.testing.assert_allclose(epsilon_greedy_probabilities(q, 0.2), [0.05, 0.45, 0.45, 0.05])

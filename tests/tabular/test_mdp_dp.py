@@ -244,7 +244,7 @@ def test_gamma_one_with_a_policy_that_never_terminates_is_rejected():
     P[1, :, 2] = 1.0
     mdp = FiniteMDP(P, np.ones((3, 2)), gamma=1.0, terminal_states=[2])
     looping = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
-    with pytest.raises(ValueError, match=r"gamma=1 but from 1 state\(s\) \(e.g. \[0\]\)"):
+    with pytest.raises(ValueError, match=r"gamma=1 but from 1 state\(s\) \(e.g. \[0\]\) this policy"):
         policy_evaluation(mdp, looping)
     assert states_reaching_terminal(mdp).tolist() == [True, True, True]
     assert states_reaching_terminal(mdp, looping > 0).tolist() == [False, True, True]
@@ -258,7 +258,7 @@ def test_gamma_one_with_unreachable_terminal_is_rejected_by_value_iteration():
     P[1, 0, 0] = 1.0
     P[2, 0, 2] = 1.0
     mdp = FiniteMDP(P, np.ones((3, 1)), gamma=1.0, terminal_states=[2])
-    with pytest.raises(ValueError, match="gamma=1"):
+    with pytest.raises(ValueError, match=r"gamma=1 but from 2 state\(s\) \(e.g. \[0, 1\]\) no policy"):
         value_iteration(mdp)
 
 

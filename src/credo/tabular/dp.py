@@ -80,7 +80,7 @@ def states_reaching_terminal(mdp: FiniteMDP, allowed_actions: ArrayLike | None =
         reach = new_reach
 
 
-def _check_undiscounted_policy(mdp: FiniteMDP, policy: FloatArray) -> None:
+def _check_undiscounted_policy(mdp: FiniteMDP, policy: FloatArray, who: str = "this policy") -> None:
     if mdp.gamma < 1.0:
         return
     if not mdp.terminal_mask.any():
@@ -92,8 +92,8 @@ def _check_undiscounted_policy(mdp: FiniteMDP, policy: FloatArray) -> None:
     if stuck.any():
         raise ValueError(
             f"gamma=1 but from {int(stuck.sum())} state(s) (e.g. {np.flatnonzero(stuck)[:8].tolist()}) "
-            "this policy never reaches a terminal state, so its undiscounted values diverge or are "
-            "undefined; use gamma < 1 or a policy that terminates"
+            f"{who} never reaches a terminal state, so undiscounted values diverge or are "
+            "undefined; use gamma < 1 or make those states reach a terminal state"
         )
 
 
@@ -239,7 +239,7 @@ def value_iteration(
     check_count("max_iterations", max_iterations)
     if mdp.gamma >= 1.0:
         any_policy = np.ones((mdp.n_states, mdp.n_actions)) / mdp.n_actions
-        _check_undiscounted_policy(mdp, any_policy)
+        _check_undiscounted_policy(mdp, any_policy, who="no policy")
     values = np.zeros(mdp.n_states)
     if initial_values is not None:
         values = check_values("initial_values", initial_values, mdp.n_states).copy()
