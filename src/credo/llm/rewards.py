@@ -30,7 +30,6 @@ from credo.llm.rollout import (
     RolloutBatch,
     char_position_to_token,
     char_spans_to_token_spans,
-    completion_token_offsets,
 )
 
 REWARD_KINDS: tuple[str, ...] = ("completion", "candidates", "tokens")
@@ -184,15 +183,9 @@ def compute_rewards(
     scores_t: Tensor | None = None
     spans_t: Tensor | None = None
     per_function: dict[str, Tensor] = {}
-    offsets: list[list[tuple[int, int]]] | None = None
 
     def get_offsets() -> list[list[tuple[int, int]]]:
-        nonlocal offsets
-        if offsets is None:
-            offsets = completion_token_offsets(
-                tokenizer, batch.completion_ids, batch.completion_mask, batch.completions
-            )
-        return offsets
+        return batch.offsets(tokenizer)
 
     for rf in reward_fns:
         out = rf.fn(batch.prompts, batch.completions, **batch.meta)

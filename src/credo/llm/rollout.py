@@ -40,6 +40,9 @@ class RolloutBatch:
         prompts, completions: the texts, ``B`` each (prompt text repeated G times).
         group_size: G. prompt_index: ``[B]`` long, the index of the row's prompt in this step.
         meta: per-row extra fields handed to reward functions (lists of length B).
+        token_offsets: per row, the ``[start, end)`` character span of each completion token in the
+            completion text; filled on first use (:meth:`offsets`), needed by candidate and per-step
+            rewards.
     """
 
     prompt_ids: Tensor
@@ -54,10 +57,19 @@ class RolloutBatch:
     group_size: int
     prompt_index: Tensor
     meta: dict[str, list[Any]] = field(default_factory=dict)
+    token_offsets: list[list[tuple[int, int]]] | None = None
 
     @property
     def batch_size(self) -> int:
         return int(self.completion_ids.shape[0])
+
+    def offsets(self, tokenizer: Any) -> list[list[tuple[int, int]]]:
+        """``token_offsets``, computed once with :func:`completion_token_offsets`."""
+        if self.token_offsets is None:
+            self.token_offsets = completion_token_offsets(
+                tokenizer, self.completion_ids, self.completion_mask, self.completions
+            )
+        return self.token_offsets
 
     def rows(self, index: Tensor) -> RolloutBatch:
         """The sub-batch of rows ``index`` ([b] long) — tensors sliced, texts kept aligned."""
@@ -79,6 +91,7 @@ class RolloutBatch:
             completions=[self.completions[i] for i in idx],
             prompt_index=self.prompt_index[index],
             meta={k: [v[i] for i in idx] for k, v in self.meta.items()},
+            token_offsets=None if self.token_offsets is None else [self.token_offsets[i] for i in idx],
         )
 
 

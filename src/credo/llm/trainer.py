@@ -742,9 +742,11 @@ class Trainer:
             )
         for k, v in update.items():
             m[k] = float(v)
-        for k, v in info.items():
+        for k, v in info.items():  # scalars as they are; tensors (e.g. candidate token counts) as means
             if isinstance(v, int | float) or (isinstance(v, Tensor) and v.numel() == 1):
                 m[f"credit/{k}"] = float(v)
+            elif isinstance(v, Tensor) and v.numel() > 1:
+                m[f"credit/{k}_mean"] = float(v.float().mean())
         return m
 
     def _open_writers(self) -> None:
