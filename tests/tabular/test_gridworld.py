@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from credo.tabular import (
     GridWorld,
@@ -162,3 +164,37 @@ def test_bad_grid_arguments():
         make_gridworld("nope")
     with pytest.raises(ValueError, match=r"policy must have shape \(25, 4\)"):
         seed001_gridworld().render_policy(np.ones((25, 3)) / 3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 5),
+    st.floats(0.0, 0.6),
+    st.integers(0, 2**31 - 1),
+)
+def test_random_grids_give_valid_models_that_match_their_rules(height, width, slip, seed):
+    rng = np.random.default_rng(seed)
+    cells = [(r, c) for r in range(height) for c in range(width)]
+    order = rng.permutation(len(cells))
+    walls = [cells[i] for i in order[: len(cells) // 4]]
+    rest = [cells[i] for i in order[len(cells) // 4 :]]
+    terminals = rest[:1] if len(rest) > 1 else []
+    rewards = {cell: float(rng.normal()) for cell in rest[1:3]}
+    world = GridWorld(height, width, walls=walls, terminals=terminals, cell_rewards=rewards, slip=slip,
+                      bump_reward=-0.5, step_reward=-0.1, gamma=0.8, start=None)  # fmt: skip
+    mdp = world.to_mdp()
+    np.testing.assert_allclose(mdp.transitions.sum(axis=2), 1.0, atol=1e-12)
+    # Value iteration on the model equals value iteration straight on the rules (outcomes lists).
+    values = np.zeros(world.n_states)
+    for _ in range(400):
+        new = np.zeros(world.n_states)
+        for s, cell in enumerate(world.cells):
+            if cell in world.terminals:
+                continue
+            new[s] = max(
+                sum(p * (r + 0.8 * values[world.state_of[c]]) for p, c, r in world.outcomes(cell, a))
+                for a in range(4)
+            )
+        values = new
+    np.testing.assert_allclose(value_iteration(mdp, tol=1e-12)[0], values, atol=1e-9)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from credo.tabular._checks import as_float_array, check_count, check_policy
+from credo.tabular._checks import as_float_array, check_count, check_gamma, check_policy
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -124,8 +124,6 @@ def env_sizes(env: DiscreteEnv) -> tuple[int, int]:
 
 def resolve_gamma(env: Any, gamma: float | None) -> float:
     """The discount: ``gamma`` when given, else the environment's own ``env.gamma``."""
-    from credo.tabular._checks import check_gamma
-
     if gamma is not None:
         return check_gamma("gamma", gamma)
     own = getattr(env, "gamma", None)

@@ -61,7 +61,7 @@ class FiniteMDP:
             default: uniform over non-terminal states).
         state_labels, action_labels: optional names, for printing.
 
-    Example (seed 001's two-state chain, by hand)::
+    Example (a two-state chain: one action, reward 1 for leaving state 0, state 1 terminal)::
 
         P = np.zeros((2, 1, 2)); P[0, 0, 1] = 1.0; P[1, 0, 1] = 1.0
         mdp = FiniteMDP(P, rewards=[[1.0], [0.0]], gamma=0.9, terminal_states=[1])

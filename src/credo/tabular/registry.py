@@ -193,8 +193,8 @@ def _control_runner(
             optimal, _ = dp.value_iteration(problem.mdp)
             best = _start_value(problem, optimal)
             try:
-                learned = _start_value(problem, dp.policy_evaluation(problem.mdp, policy, method="exact"
-                                                                     if problem.mdp.n_states <= 2_000 else "iterative"))  # fmt: skip
+                method = "exact" if problem.mdp.n_states <= 2_000 else "iterative"
+                learned = _start_value(problem, dp.policy_evaluation(problem.mdp, policy, method=method))
                 notes.append(f"start value of the learned greedy policy: {learned:.4f} (optimal {best:.4f})")
             except ValueError as error:
                 notes.append(f"the learned greedy policy cannot be evaluated exactly: {error}")
