@@ -1,0 +1,276 @@
+"""Brainstorming with a coverage set utility (not the max): K words that should cover distinct categories.
+
+Two modes (categories are what the prompt asks the set to cover):
+
+* ``"letters"`` (default): ``"Words starting with b, m, t. Give 3:"``; category ``c`` is "starts with
+  letter c".
+* ``"themes"``: ``"Words for: fruit, animal, color. Give 3:"``; category ``c`` is membership in a small
+  built-in theme lexicon (:data:`THEMES`), where some words belong to two themes (``orange`` is a
+  fruit and a color), so candidates' coverage overlaps.
+
+A candidate is *valid* when it is a single lowercase word of the vocabulary (the ``vocab_size`` most
+frequent English words of :mod:`wordfreq`, letters a-z only, at least ``min_word_len`` long; theme words
+are always valid) and is not a repeat of an earlier candidate. ``coverage[k, c]`` is True when valid
+candidate ``k`` belongs to category ``c``. With category weights ``w`` (uniform, or ``"rarity"``:
+proportional to ``1 / log(1 + n_c)`` with ``n_c`` the number of vocabulary words in category ``c``;
+normalised to sum to 1):
+
+* set utility (weighted coverage): ``v(S) = sum_c w_c * [exists k in S: coverage[k, c]]``;
+* candidate score: ``r_k = v({k}) = sum_c w_c coverage[k, c]`` (its stand-alone value, in ``[0, 1]``);
+* Shapley values have a closed form (each category's weight split equally among the candidates covering
+  it): ``phi_k = sum_c w_c coverage[k, c] / sum_j coverage[j, c]`` (:func:`coverage_shapley`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from itertools import combinations
+from typing import Any
+
+from credo.tasks.base import SetScoring, SetTask, TaskPrompt, _check_mask, first_occurrences
+
+__all__ = ["THEMES", "Brainstorm", "coverage_shapley", "coverage_utility", "vocabulary"]
+
+THEMES: dict[str, tuple[str, ...]] = {
+    "fruit": ("apple", "banana", "orange", "lemon", "lime", "grape", "peach", "pear", "plum", "cherry",
+              "mango", "melon", "berry", "kiwi", "olive", "fig", "date", "coconut"),
+    "animal": ("dog", "cat", "horse", "cow", "pig", "sheep", "goat", "lion", "tiger", "bear", "wolf",
+               "fox", "mouse", "rabbit", "deer", "monkey", "duck", "eagle", "bat", "turkey", "fish"),
+    "color": ("red", "blue", "green", "yellow", "orange", "purple", "pink", "brown", "black", "white",
+              "gray", "grey", "gold", "silver", "lime", "plum", "olive", "cream", "navy", "peach"),
+    "sport": ("soccer", "tennis", "golf", "rugby", "hockey", "boxing", "cricket", "baseball", "football",
+              "swimming", "skiing", "cycling", "running", "polo", "bowling", "racing", "surfing"),
+    "body": ("head", "hand", "arm", "leg", "foot", "eye", "ear", "nose", "mouth", "heart", "back", "neck",
+             "knee", "finger", "skin", "hair", "face", "chest", "brain", "tooth"),
+    "job": ("doctor", "nurse", "teacher", "lawyer", "farmer", "pilot", "chef", "driver", "judge", "singer",
+            "writer", "actor", "banker", "soldier", "artist", "baker", "police", "engineer"),
+    "weather": ("rain", "snow", "wind", "storm", "sun", "cloud", "fog", "ice", "hail", "heat", "frost",
+                "thunder", "lightning", "sunny", "cold", "warm"),
+    "tool": ("hammer", "saw", "drill", "knife", "axe", "rake", "shovel", "brush", "key", "needle", "rope",
+             "ladder", "wrench", "scissors", "tape", "nail", "bat"),
+}  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def vocabulary(vocab_size: int = 5000, min_word_len: int = 3) -> frozenset[str]:
+    """The ``vocab_size`` most frequent English words (:func:`wordfreq.top_n_list`), a-z only, at least
+    ``min_word_len`` letters."""
+    import wordfreq
+
+    return frozenset(
+        w
+        for w in wordfreq.top_n_list("en", vocab_size)
+        if re.fullmatch(r"[a-z]+", w) and len(w) >= min_word_len
+    )
+
+
+def coverage_utility(coverage: Sequence[Sequence[bool]], weights: Sequence[float]) -> Callable[[Any], Any]:
+    """``mask [M, K] bool -> [M]``: ``v(S) = sum_c w_c * any_{k in S} coverage[k, c]``.
+
+    Args:
+        coverage: ``[K, C]`` bool; weights: ``[C]``.
+    """
+    import torch
+
+    K = len(coverage)
+    cov = [[bool(x) for x in row] for row in coverage]
+    w = [float(x) for x in weights]
+
+    def utility(mask: Any) -> Any:
+        mask = _check_mask(mask, K)
+        c = torch.tensor(cov, dtype=torch.float32, device=mask.device).reshape(K, len(w))
+        wt = torch.tensor(w, dtype=torch.float32, device=mask.device)
+        covered = (mask.to(torch.float32) @ c) > 0  # [M, C]
+        return covered.to(torch.float32) @ wt
+
+    return utility
+
+
+def coverage_shapley(coverage: Sequence[Sequence[bool]], weights: Sequence[float]) -> list[float]:
+    """Shapley values of the weighted coverage game: ``phi_k = sum_c w_c cov[k, c] / sum_j cov[j, c]``.
+
+    Coverage is a sum of unanimity-like games ``w_c [S meets A_c]``; each is symmetric in the members of
+    ``A_c`` and null for the rest, so its value ``w_c`` is split equally among ``A_c``. ``[K]``.
+    """
+    K = len(coverage)
+    phi = [0.0] * K
+    for c, w in enumerate(weights):
+        members = [k for k in range(K) if coverage[k][c]]
+        for k in members:
+            phi[k] += float(w) / len(members)
+    return phi
+
+
+class Brainstorm(SetTask):
+    """K words covering the prompt's categories (see the module docstring).
+
+    Args:
+        k: words asked for.
+        mode: ``"letters"`` or ``"themes"``.
+        n_categories: categories per prompt (default ``k``).
+        weighting: ``"uniform"`` or ``"rarity"``.
+        vocab_size, min_word_len: the vocabulary (:func:`vocabulary`).
+        p_good: chance that a demo word covers a still-uncovered category (otherwise a random word,
+            which may cover nothing, or a word repeating a covered category).
+        eval_fraction: share of category combinations held out for eval prompts.
+    """
+
+    name = "brainstorm"
+    MODES: tuple[str, ...] = ("letters", "themes")
+
+    def __init__(
+        self,
+        k: int = 3,
+        mode: str = "letters",
+        n_categories: int | None = None,
+        weighting: str = "uniform",
+        vocab_size: int = 5000,
+        min_word_len: int = 3,
+        min_words_per_letter: int = 40,
+        p_good: float = 0.5,
+        eval_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(k)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        if weighting not in ("uniform", "rarity"):
+            raise ValueError(f"weighting must be 'uniform' or 'rarity', got {weighting!r}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 10:
+            raise ValueError(f"vocab_size must be an int >= 10, got {vocab_size!r}")
+        if not 0.0 <= p_good <= 1.0:
+            raise ValueError(f"p_good must be in [0, 1], got {p_good}")
+        if not 0.0 < eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+        self.mode = mode
+        self.weighting = weighting
+        self.p_good = p_good
+        vocab = set(vocabulary(vocab_size, min_word_len))
+        if mode == "themes":
+            vocab |= {w for words in THEMES.values() for w in words}
+        self.vocab = frozenset(vocab)
+        self.words = sorted(self.vocab)
+        if mode == "letters":
+            members = {ch: tuple(w for w in self.words if w[0] == ch) for ch in "abcdefghijklmnopqrstuvwxyz"}
+            self.category_members = {ch: ws for ch, ws in members.items() if len(ws) >= min_words_per_letter}
+        else:
+            self.category_members = {t: tuple(sorted(set(ws))) for t, ws in THEMES.items()}
+        names = sorted(self.category_members)
+        n_cat = k if n_categories is None else n_categories
+        if isinstance(n_cat, bool) or not isinstance(n_cat, int) or not 1 <= n_cat <= len(names):
+            raise ValueError(f"n_categories must be an int in [1, {len(names)}], got {n_categories!r}")
+        self.n_categories = n_cat
+        combos = list(combinations(names, n_cat))
+        random.Random(f"brainstorm-split:{mode}:{seed}").shuffle(combos)
+        n_eval = max(1, round(eval_fraction * len(combos))) if len(combos) > 1 else 0
+        self.categories_by_split = {"eval": combos[:n_eval] or combos, "train": combos[n_eval:] or combos}
+
+    # ----- prompts -----------------------------------------------------------------------------
+    def make_prompt(self, categories: Sequence[str]) -> TaskPrompt:
+        """The prompt asking for words covering ``categories``."""
+        unknown = [c for c in categories if c not in self.category_members]
+        if unknown or not categories:
+            raise ValueError(
+                f"categories must be among {sorted(self.category_members)}, got {list(categories)}"
+            )
+        cats = tuple(categories)
+        if self.mode == "letters":
+            text = f"Words starting with {', '.join(cats)}. Give {self.k}:"
+        else:
+            text = f"Words for: {', '.join(cats)}. Give {self.k}:"
+        return TaskPrompt(text, {"categories": cats, "weights": self.category_weights(cats)})
+
+    def category_weights(self, categories: Sequence[str]) -> tuple[float, ...]:
+        """``[C]`` weights summing to 1 (uniform or rarity-weighted)."""
+        if self.weighting == "uniform":
+            raw = [1.0] * len(categories)
+        else:
+            raw = [1.0 / math.log(1.0 + len(self.category_members[c])) for c in categories]
+        total = sum(raw)
+        return tuple(x / total for x in raw)
+
+    def _make_prompts(self, split: str, n: int, rng: random.Random) -> list[TaskPrompt]:
+        pool = self.categories_by_split[split]
+        return [self.make_prompt(rng.choice(pool)) for _ in range(n)]
+
+    def prompt_from_text(self, text: str) -> TaskPrompt:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        head = "Words starting with " if self.mode == "letters" else "Words for: "
+        m = re.fullmatch(re.escape(head) + r"(.*)\. Give (\d+):", text)
+        cats = m.group(1).split(", ") if m else []
+        if not m or int(m.group(2)) != self.k or any(c not in self.category_members for c in cats):
+            raise ValueError(f"not a prompt of {self.name!r} ({self.mode}) with k={self.k}: {text[:80]!r}")
+        return self.make_prompt(cats)
+
+    # ----- scoring -----------------------------------------------------------------------------
+    @staticmethod
+    def normalise_word(candidate: str) -> str:
+        """Lowercase, surrounding whitespace, quotes and punctuation removed."""
+        return candidate.strip().strip("\"'`.,;:!?()[]").strip().lower()
+
+    def in_category(self, word: str, category: str) -> bool:
+        if self.mode == "letters":
+            return word.startswith(category)
+        return word in self.category_members[category]
+
+    def coverage(self, prompt: TaskPrompt, candidates: Sequence[str]) -> list[list[bool]]:
+        """``[K, C]``: valid, first-occurrence candidate ``k`` belongs to category ``c``."""
+        words = [self.normalise_word(c) for c in candidates]
+        keys = [w if w in self.vocab else None for w in words]
+        fresh = first_occurrences(keys)
+        cats = prompt.meta["categories"]
+        return [[bool(ok) and self.in_category(w, c) for c in cats] for w, ok in zip(words, fresh)]
+
+    def score_candidates(self, prompt: TaskPrompt, candidates: Sequence[str]) -> list[float]:
+        weights = prompt.meta["weights"]
+        return [sum(w for w, hit in zip(weights, row) if hit) for row in self.coverage(prompt, candidates)]
+
+    def set_utility(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> float:
+        """Weighted coverage: ``sum_c w_c [some candidate covers c]``."""
+        cov = self.coverage(prompt, candidates)
+        weights = prompt.meta["weights"]
+        return float(sum(w for c, w in enumerate(weights) if any(row[c] for row in cov)))
+
+    def coalition_utility(
+        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
+    ) -> Callable[[Any], Any]:
+        return coverage_utility(self.coverage(prompt, candidates), prompt.meta["weights"])
+
+    def score_completion(self, prompt: TaskPrompt, completion: str) -> SetScoring:
+        base = super().score_completion(prompt, completion)
+        cov = self.coverage(prompt, base.candidates)
+        return SetScoring(
+            candidates=base.candidates,
+            char_spans=base.char_spans,
+            scores=base.scores,
+            set_reward=base.set_reward,
+            parsed_ok=base.parsed_ok,
+            reason=base.reason,
+            issues=base.issues,
+            coverage=tuple(tuple(row) for row in cov),
+            category_weights=tuple(prompt.meta["weights"]),
+        )
+
+    def demo_candidates(self, prompt: TaskPrompt, rng: random.Random) -> list[str]:
+        cats = list(prompt.meta["categories"])
+        uncovered = list(cats)
+        rng.shuffle(uncovered)
+        chosen: list[str] = []
+        for _ in range(self.k):
+            u = rng.random()
+            if uncovered and u < self.p_good:
+                pool = self.category_members[uncovered.pop()]
+            elif u < self.p_good + (1 - self.p_good) / 2:
+                pool = self.category_members[rng.choice(cats)]  # may repeat a covered category
+            else:
+                pool = tuple(self.words)  # usually covers nothing
+            options = [w for w in pool if w not in chosen and len(w) <= 8] or [
+                w for w in pool if w not in chosen
+            ]
+            chosen.append(rng.choice(options))
+        return chosen
