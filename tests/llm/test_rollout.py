@@ -83,3 +83,15 @@ def test_char_spans_map_to_token_spans(tokenizer: Any) -> None:
     assert len(offsets) == len(text) + 1 and offsets[-1] == (len(text), len(text))
     spans = char_spans_to_token_spans([(3, 5), (9, 10), None, (4, 4)], offsets)
     assert spans == [(3, 5), (9, 10), (-1, -1), (-1, -1)]
+
+
+def test_top_k_one_is_greedy_and_logprobs_stay_untruncated(tiny_model: Any, tokenizer: Any) -> None:
+    torch.manual_seed(0)
+    batch = sample_completions(tiny_model, tokenizer, ["abc"], group_size=3, max_new_tokens=6, top_k=1)
+    assert len(set(batch.completions)) == 1  # greedy: every sample is the same
+    with torch.no_grad():
+        full = sequence_logprobs(
+            tiny_model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask
+        )
+    torch.testing.assert_close(batch.logprobs, full, atol=1e-5, rtol=1e-5)
+    assert (batch.logprobs[batch.completion_mask] < 0).all()  # not the truncated (log 1 = 0) distribution

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,20 @@ def test_candidate_credit_flows_end_to_end(monkeypatch: pytest.MonkeyPatch) -> N
     assert checked >= 8, "too few parsed candidates to check"
     metrics = trainer.step()
     assert "credit/candidate_tokens_mean" in metrics
+
+
+@pytest.mark.parametrize("mode", ["shared", "separate"])
+def test_ppo_with_critic_modes_runs_and_fits_values(mode: str) -> None:
+    config = _config(
+        credit={"estimator": "gae", "options": {"lam": 1.0}},
+        loss={"policy_loss": "ppo_clip", "epochs": 2, "value_coef": 1.0},
+        critic={"mode": mode, "lr": 1e-2},
+        optim={"lr": 1e-4, "micro_batch_size": 8},
+        steps=6,
+    )
+    trainer = Trainer(config, reward_functions=lambda p, c, **m: [1.0] * len(c), prompts=["ab", "cd"])
+    history = trainer.train()
+    assert (trainer.critic.backbone is None) == (mode == "shared")
+    losses = [m["value_loss"] for m in history]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]  # constant reward 1: V -> 1 everywhere
