@@ -1,6 +1,6 @@
 """One training step (rollout + scoring + update) of credo's trainer against TRL, side by side.
 
-Measures completion tokens per second and peak memory for:
+Measures completion tokens per second (from the median step time) and peak memory for:
 
 * ``trl_grpo`` / ``trl_rloo``: TRL's GRPOTrainer / RLOOTrainer (the setup of
   ``/work/shared/peers/trl_anchor.py``: same model, prompts, reward, G, lengths, lr, and the KL
@@ -270,17 +270,20 @@ def child(args: argparse.Namespace) -> None:
     model_dir = Path(args.model_dir)
     runner = run_trl if args.variant.startswith("trl") else run_credo
     result = runner(args.variant, args, model_dir)
-    steps = result["step_s"]
+    steps = sorted(result["step_s"])
     mean_step = sum(steps) / len(steps)
+    # the median step: robust to a step slowed by another process on a shared machine
+    median_step = (steps[(len(steps) - 1) // 2] + steps[len(steps) // 2]) / 2
     nominal = args.prompts * args.group_size * args.new_tokens
     result.update(
         variant=args.variant,
         mean_step_s=mean_step,
-        completion_tokens_per_s=nominal / mean_step,
+        median_step_s=median_step,
+        completion_tokens_per_s=nominal / median_step,
         generated_tokens_per_s=(
             None
             if result["mean_completion_length"] is None
-            else result["mean_completion_length"] * args.prompts * args.group_size / mean_step
+            else result["mean_completion_length"] * args.prompts * args.group_size / median_step
         ),
         peak_mem_GiB=(
             torch.cuda.max_memory_allocated() / 2**30
@@ -384,7 +387,7 @@ def main() -> None:
         results[variant] = json.loads(out.read_text())
         r = results[variant]
         print(
-            f"  {variant:11s} {r['mean_step_s']:.3f} s/step  {r['completion_tokens_per_s']:9.1f} completion tok/s  "
+            f"  {variant:11s} {r['median_step_s']:.3f} s/step (median)  {r['completion_tokens_per_s']:9.1f} completion tok/s  "
             f"peak {r['peak_mem_GiB']:.2f} GiB ({r['peak_mem_kind']})  mean length {r['mean_completion_length']}",
             flush=True,
         )
@@ -403,7 +406,7 @@ def main() -> None:
     for ours in ("credo_rloo", "credo_grpo"):
         if ok(ours) and ok("credo_ppo"):
             a, b = results[ours], results["credo_ppo"]
-            speed = b["mean_step_s"] / a["mean_step_s"]
+            speed = b["median_step_s"] / a["median_step_s"]
             saving = 1 - a["peak_mem_GiB"] / b["peak_mem_GiB"]
             results[f"{ours}_vs_credo_ppo"] = {"speedup": speed, "memory_saving": saving}
             print(
