@@ -10,7 +10,8 @@ need be used). A trailing ``"= value"`` is ignored (the left side is evaluated).
 
 Candidate score (:meth:`Countdown.candidate_score`): 1 when the expression equals the target exactly,
 otherwise ``partial * max(0, 1 - |value - target| / target)`` in ``[0, partial]`` (``partial = 0.5``),
-0 when invalid, empty or a repeat (same expression after removing spaces). Set utility: the max.
+0 when invalid, empty or a repeat (same canonical text, :meth:`Countdown.canonical`; ``3*4`` and ``4*3``
+are different candidates). Set utility: the max.
 
 Instances are generated from a random expression over a random subset of the numbers, so every
 instance is solvable; :func:`solve` finds solutions by exhaustive search (used by the demo policy).
@@ -292,11 +293,17 @@ class Countdown(SetTask):
         return self.make_prompt([int(x) for x in m.group(1).split()], int(m.group(2)))
 
     # ----- scoring -----------------------------------------------------------------------------
+    @staticmethod
+    def canonical(candidate: str) -> str:
+        """The expression a candidate holds: the part before ``"="``, whitespace removed, ``x``/``×``
+        read as ``*`` and ``÷`` as ``/`` (two candidates with the same canonical text are repeats)."""
+        expression = re.sub(r"\s+", "", candidate.split("=", 1)[0])
+        return expression.replace("×", "*").replace("÷", "/").replace("x", "*").replace("X", "*")
+
     def evaluate(self, prompt: TaskPrompt, candidate: str) -> Fraction | None:
         """The value of a candidate, or None when it is invalid (unsafe, malformed, or uses a number
         that is not given or more often than given)."""
-        expression = candidate.split("=", 1)[0].strip()
-        expression = expression.replace("×", "*").replace("÷", "/").replace("x", "*").replace("X", "*")
+        expression = self.canonical(candidate)
         try:
             used = expression_numbers(expression, self.max_chars, self.max_nodes)
             if _sub_counter(used, prompt.meta["numbers"]):
@@ -316,7 +323,7 @@ class Countdown(SetTask):
         return self.partial * max(0.0, 1.0 - float(abs(value - target)) / target)
 
     def score_candidates(self, prompt: TaskPrompt, candidates: Sequence[str]) -> list[float]:
-        keys = [re.sub(r"\s+", "", c) or None for c in candidates]
+        keys = [self.canonical(c) or None for c in candidates]
         fresh = first_occurrences(keys)
         return [self.candidate_score(prompt, c) if ok else 0.0 for c, ok in zip(candidates, fresh)]
 

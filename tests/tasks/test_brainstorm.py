@@ -1,0 +1,132 @@
+"""Brainstorm: validity, repeats, coverage matrix, weighted-coverage utility and its Shapley closed form."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from credo.tasks.brainstorm import Brainstorm, coverage_shapley, coverage_utility, vocabulary
+
+
+def brute_force_shapley(value, K: int) -> list[float]:
+    """phi_k = sum_{S not containing k} |S|!(K-|S|-1)!/K! (v(S+k) - v(S)), by enumeration."""
+    phi = [0.0] * K
+    for k in range(K):
+        others = [j for j in range(K) if j != k]
+        for size in range(K):
+            for S in itertools.combinations(others, size):
+                w = math.factorial(size) * math.factorial(K - size - 1) / math.factorial(K)
+                phi[k] += w * (value(set(S) | {k}) - value(set(S)))
+    return phi
+
+
+def all_masks(K: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product([False, True], repeat=K)), dtype=torch.bool)
+
+
+def test_vocabulary_offline() -> None:
+    vocab = vocabulary(5000, 3)
+    assert 3000 < len(vocab) < 5000
+    assert {"time", "people", "water"} <= vocab
+    assert all(w.isalpha() and w.islower() and len(w) >= 3 for w in vocab)
+
+
+@pytest.fixture(scope="module")
+def letters() -> Brainstorm:
+    return Brainstorm(k=3, mode="letters")
+
+
+def test_letters_hand_made(letters: Brainstorm) -> None:
+    prompt = letters.make_prompt(["b", "m", "t"])
+    assert prompt.text == "Words starting with b, m, t. Give 3:"
+    good = letters.score_completion(prompt, "1. book\n2. money\n3. time")
+    assert good.set_reward == pytest.approx(1.0) and good.scores == pytest.approx((1 / 3,) * 3)
+    assert good.coverage == ((True, False, False), (False, True, False), (False, False, True))
+    same_letter = letters.score_completion(prompt, "1. book\n2. black\n3. time")
+    assert same_letter.set_reward == pytest.approx(2 / 3)  # coverage, not a sum of scores
+    assert same_letter.scores == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    repeated = letters.score_completion(prompt, "1. Book\n2. book.\n3. time")
+    assert repeated.scores == pytest.approx((1 / 3, 0.0, 1 / 3))
+    unknown = letters.score_completion(prompt, "1. bzzqx\n2. apple\n3. two words")
+    assert unknown.scores == (0.0, 0.0, 0.0) and unknown.set_reward == 0.0
+    empty = letters.score_completion(prompt, "")
+    assert empty.set_reward == 0.0 and empty.coverage == ((False,) * 3,) * 3 and not empty.parsed_ok
+
+
+def test_themes_overlap_and_closed_form() -> None:
+    task = Brainstorm(k=3, mode="themes")
+    prompt = task.make_prompt(["fruit", "color", "animal"])
+    s = task.score_completion(prompt, "1. orange\n2. lime\n3. dog")
+    assert s.coverage == ((True, True, False), (True, True, False), (False, False, True))
+    assert s.scores == pytest.approx((2 / 3, 2 / 3, 1 / 3))
+    assert s.set_reward == pytest.approx(1.0)
+    phi = coverage_shapley(s.coverage, s.category_weights)
+    assert phi == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    util = task.coalition_utility(prompt, s.candidates, s.scores)
+    masks = all_masks(3)
+    values = util(masks)
+    for mask, v in zip(masks, values):
+        subset = [c for c, m in zip(s.candidates, mask) if m]
+        assert v.item() == pytest.approx(task.set_utility(prompt, subset, []))
+    table = {tuple(m.tolist()): v.item() for m, v in zip(masks, values)}
+    assert brute_force_shapley(lambda S: table[tuple(k in S for k in range(3))], 3) == pytest.approx(phi)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda K: st.tuples(
+            st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=K, max_size=K),
+            st.lists(st.floats(0.0, 2.0), min_size=3, max_size=3),
+        )
+    )
+)
+def test_coverage_shapley_matches_enumeration(data) -> None:
+    coverage, weights = data
+    K = len(coverage)
+    util = coverage_utility(coverage, weights)
+    masks = all_masks(K)
+    table = {tuple(m.tolist()): v.item() for m, v in zip(masks, util(masks))}
+    phi = coverage_shapley(coverage, weights)
+    assert brute_force_shapley(lambda S: table[tuple(k in S for k in range(K))], K) == pytest.approx(
+        phi, abs=1e-5
+    )
+    assert sum(phi) == pytest.approx(table[(True,) * K], abs=1e-5)  # efficiency
+    assert table[(False,) * K] == 0.0
+
+
+def test_rarity_weights_sum_to_one() -> None:
+    task = Brainstorm(k=2, mode="letters", weighting="rarity")
+    w = task.category_weights(["s", "v"])
+    assert sum(w) == pytest.approx(1.0) and w[1] > w[0]  # fewer words start with v: heavier
+
+
+def test_prompts_splits_demo(letters: Brainstorm) -> None:
+    train = letters.prompts("train", 100, seed=0)
+    evals = letters.prompts("eval", 100, seed=0)
+    assert not {p.meta["categories"] for p in train} & {p.meta["categories"] for p in evals}
+    assert all(letters.prompt_from_text(p.text) == p for p in evals[:10])
+    rng = random.Random(0)
+    rewards = [letters.score_completion(p, letters.format_answer(p, letters.demo_candidates(p, rng))).set_reward
+               for p in train]  # fmt: skip
+    full = sum(r == pytest.approx(1.0) for r in rewards) / len(rewards)
+    assert 0.05 < full < 0.9 and sum(rewards) / len(rewards) > 0.3
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Brainstorm(mode="rhymes")
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        Brainstorm(k=0)
+    with pytest.raises(ValueError, match="n_categories"):
+        Brainstorm(k=3, mode="themes", n_categories=20)
+    with pytest.raises(ValueError, match="categories must be among"):
+        Brainstorm(mode="themes").make_prompt(["planets"])
+    with pytest.raises(ValueError, match="mask must have shape"):
+        coverage_utility([[True]], [1.0])(torch.ones(2, 3, dtype=torch.bool))
