@@ -4,6 +4,7 @@ Batched ``torch.Tensor`` in, ``torch.Tensor`` out, on any device; no hidden stat
 estimator is in one registry (:data:`ESTIMATORS`), looked up by name with :func:`compute_credit`.
 """
 
+from credo.credit import candidate_credit as _candidate_credit  # noqa: F401  (registers shape_grpo, wta)
 from credo.credit import estimators as _estimators  # noqa: F401  (registers the outcome/GAE estimators)
 from credo.credit.groups import (
     GroupStats,
@@ -29,7 +30,24 @@ from credo.credit.registry import (
 )
 from credo.credit.returns import discounted_returns, gae, lambda_returns, reward_to_go, td_errors
 from credo.credit.scan import reverse_linear_scan
+from credo.credit.set_utilities import (
+    additive_utility,
+    coverage_utility,
+    facility_location_utility,
+    max_utility,
+    min_utility,
+    relevance_diversity_utility,
+    shapley_coverage,
+    shapley_facility_location,
+)
 from credo.credit.shaping import potential_based_shaping
+from credo.credit.shapley import (
+    shapley_additive,
+    shapley_exact,
+    shapley_max,
+    shapley_min,
+    shapley_permutation,
+)
 from credo.credit.tokens import (
     expand_to_tokens,
     last_token_index,
@@ -40,8 +58,6 @@ from credo.credit.tokens import (
     spans_to_token_credit,
 )
 
-# candidate-level estimators (shape_grpo, wta)
-
 __all__ = [
     "ESTIMATORS",
     "KL_ESTIMATORS",
@@ -49,10 +65,13 @@ __all__ = [
     "CreditResult",
     "EstimatorSpec",
     "GroupStats",
+    "additive_utility",
     "compute_credit",
+    "coverage_utility",
     "discounted_returns",
     "dr_grpo_advantages",
     "expand_to_tokens",
+    "facility_location_utility",
     "gae",
     "get_estimator",
     "group_ids_of",
@@ -69,16 +88,26 @@ __all__ = [
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "max_utility",
+    "min_utility",
     "moving_average_baseline",
     "outcome_token_rewards",
     "potential_based_shaping",
     "register_estimator",
+    "relevance_diversity_utility",
     "reinforce_advantages",
     "reinforce_pp_advantages",
     "reverse_linear_scan",
     "reward_to_go",
     "rloo_advantages",
     "sequence_rewards",
+    "shapley_additive",
+    "shapley_coverage",
+    "shapley_exact",
+    "shapley_facility_location",
+    "shapley_max",
+    "shapley_min",
+    "shapley_permutation",
     "span_index_map",
     "span_token_counts",
     "spans_to_token_credit",
