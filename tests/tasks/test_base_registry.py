@@ -19,11 +19,18 @@ FAST_TASKS = {
     "countdown": {},
     "brainstorm": {},
     "brainstorm_themes": {"mode": "themes"},
+    "semantic_brainstorm": {"embed": "letters"},
 }
+
+
+def letter_embedding(texts: list[str]) -> list[list[float]]:
+    return [[float(t.count(ch)) for ch in "abcdefghijklmnopqrstuvwxyz"] for t in texts]
 
 
 def build(name: str, k: int = 3) -> SetTask:
     kwargs = dict(FAST_TASKS[name])
+    if kwargs.get("embed") == "letters":
+        kwargs["embed"] = letter_embedding
     return make_task(name.replace("_themes", ""), k=k, **kwargs)
 
 
@@ -58,7 +65,7 @@ def test_protocol(name: str, k: int) -> None:
         assert values.shape == (2**k,)
         assert values[-1].item() == pytest.approx(scoring.set_reward, abs=1e-6)
         assert values[0].item() == 0.0
-        # monotone: adding a candidate never lowers the utility (max and coverage both are)
+        # monotone: adding a candidate never lowers the utility (max, coverage, facility location)
         for i, j in itertools.product(range(2**k), repeat=2):
             if bool((masks[i] <= masks[j]).all()):
                 assert values[i] <= values[j] + 1e-6
@@ -106,7 +113,13 @@ def test_reward_function_for_the_trainer() -> None:
 
 
 def test_registry_errors() -> None:
-    assert set(TASKS) == {"recommendation", "synthetic_recommendation", "countdown", "brainstorm"}
+    assert set(TASKS) == {
+        "recommendation",
+        "synthetic_recommendation",
+        "countdown",
+        "brainstorm",
+        "semantic_brainstorm",
+    }
     with pytest.raises(ValueError, match="unknown task name 'chess'"):
         make_task("chess")
     with pytest.raises(TypeError, match=r"task 'countdown'.*unexpected keyword argument 'colour'"):

