@@ -259,3 +259,25 @@ def test_movielens_prompts_and_scores(movielens: MovieLensRecommendation) -> Non
     i = movielens.item_names.index("The Empire Strikes Back")
     full = movielens.score_candidates(p, ["Star Wars: Episode V - The Empire Strikes Back (1980)"])
     assert full == [0.0 if i in p.meta["liked"] else pytest.approx(movielens.utilities(p)[i])]
+
+
+@pytest.mark.parametrize("scale", ["rating", "percentile"])
+def test_score_scales(scale: str) -> None:
+    task = MovieLensRecommendation(
+        k=2,
+        ratings=small_ratings(),
+        n_items=10,
+        n_liked=2,
+        score_scale=scale,
+        like_threshold=None,
+        cache_dir=False,
+    )
+    u = task.utility_matrix
+    assert (u >= 0).all() and (u <= 1).all()
+    pred = task.predicted_ratings
+    lower = pred[:, :, None] < pred[:, None, :]  # every scale keeps the user's ranking (ties allowed)
+    assert (u[:, :, None] <= u[:, None, :] + 1e-12)[lower].all()
+    if scale == "percentile":
+        np.testing.assert_allclose(np.sort(u, axis=1), np.tile(np.linspace(0, 1, 10), (8, 1)))
+    else:
+        np.testing.assert_allclose(u, np.clip((task.predicted_ratings - 1.0) / 4.0, 0, 1))
