@@ -143,3 +143,22 @@ def test_vllm_backend_without_vllm_fails_before_training() -> None:
         pytest.skip("vLLM is installed here")
     with pytest.raises(ValueError, match="vLLM is not installed"):
         _trainer({"rollout": {"backend": "vllm"}}, reward_functions=toy.letter_fraction_reward, prompts=["a"])
+
+
+def test_set_task_supplies_prompts_rewards_and_sft_pairs() -> None:
+    config = config_from_dict(
+        {
+            **TINY,
+            "task": {"set_task": "synthetic_recommendation", "num_prompts": 8},
+            "sft": {"steps": 2},
+            "rollout": {"group_size": 2, "prompts_per_step": 2, "max_new_tokens": 24},
+            "steps": 1,
+        }
+    )
+    config.model.context_length = 128
+    trainer = Trainer(config)
+    assert len(trainer.prompts) == 8 and [r.kind for r in trainer.reward_fns] == ["candidates"]
+    _, scored, _, _ = trainer.make_experience(trainer.prompts[:2])
+    assert scored.candidate_scores is not None and scored.candidate_scores.shape == (4, 3)
+    with pytest.raises(ValueError, match=r"task\.set_task"):
+        Trainer(config_from_dict({**TINY, "task": {"set_task": "no_such_task"}}))

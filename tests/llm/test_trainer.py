@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from credo.credit import ESTIMATORS
 from credo.llm import toy
 from credo.llm.config import config_from_dict
+from credo.llm.rewards import CandidateScores, candidate_reward
 from credo.llm.rollout import sequence_logprobs
 from credo.llm.trainer import Trainer
 
@@ -20,6 +22,20 @@ SMALL_MODEL = {"hidden_size": 32, "num_heads": 2, "num_layers": 2, "context_leng
 def spread_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[float]:
     """Many distinct reward values, so every estimator sees non-zero advantages."""
     return [(sum(map(ord, c)) % 11) / 10.0 for c in completions]
+
+
+@candidate_reward
+def chunk_candidates(prompts: list[str], completions: list[str], **meta: Any) -> list[CandidateScores]:
+    """Three candidates per completion (its thirds), each with a spread score; set reward = max."""
+    result = []
+    for c in completions:
+        cuts = [0, len(c) // 3, 2 * len(c) // 3, len(c)]
+        spans = [(a, b) if b > a else None for a, b in itertools.pairwise(cuts)]
+        scores = [
+            (sum(map(ord, c[a:b])) % 11) / 10.0 if (b > a) else 0.0 for a, b in itertools.pairwise(cuts)
+        ]
+        result.append(CandidateScores(scores=scores, spans=spans, set_reward=max(scores)))
+    return result
 
 
 def _config(**sections: Any) -> Any:
@@ -41,7 +57,7 @@ def _config(**sections: Any) -> Any:
 def test_one_step_moves_probability_the_way_the_advantage_says(estimator: str) -> None:
     spec = ESTIMATORS[estimator]
     candidates = "candidate_scores" in spec.requires
-    reward = toy.vowel_candidates_reward if candidates else spread_reward
+    reward = chunk_candidates if candidates else spread_reward
     trainer = Trainer(
         _config(credit={"estimator": estimator}), reward_functions=reward, prompts=["x y z:", "Hi:"]
     )

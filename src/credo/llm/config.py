@@ -43,11 +43,19 @@ class ModelConfig:
 class TaskConfig:
     """``prompts``: a list of strings, or an import path ``"module:function"`` returning one.
     ``rewards``: list of ``{fn: "module:function", weight: 1.0}``. ``sft_pairs``: import path of a
-    function returning (prompt, answer) pairs for the SFT warm-up."""
+    function returning (prompt, answer) pairs for the SFT warm-up.
+
+    ``set_task``: a set-valued task of :mod:`credo.tasks` by name (``synthetic_recommendation``,
+    ``recommendation``, ``countdown``, ``brainstorm``), built with ``set_task_options`` (e.g.
+    ``{k: 3}``); it supplies what is not given above: ``num_prompts`` training prompts, its
+    per-candidate reward function (candidate scores, spans, set reward) and its SFT pairs."""
 
     prompts: list[str] | str | None = None
     rewards: list[dict[str, Any]] = field(default_factory=list)
     sft_pairs: str | None = None
+    set_task: str | None = None
+    set_task_options: dict[str, Any] = field(default_factory=dict)
+    num_prompts: int = 64
 
 
 @dataclass
@@ -383,7 +391,8 @@ def validate_config(config: TrainConfig) -> None:
         raise ValueError(
             f"config key 'model.model_path': {config.model.model_path!r} is not a local directory"
         )
-    if config.sft.steps and not config.task.sft_pairs:
+    if config.sft.steps and not (config.task.sft_pairs or config.task.set_task):
         raise ValueError(
-            "sft.steps > 0 needs task.sft_pairs (an import path returning (prompt, answer) pairs)"
+            "sft.steps > 0 needs task.sft_pairs (an import path returning (prompt, answer) pairs) or task.set_task"
         )
+    _positive("task.num_prompts", config.task.num_prompts)

@@ -207,6 +207,18 @@ def _accelerator(device: str) -> Any | None:
     return Accelerator(cpu=cpu)
 
 
+def _make_set_task(config: TrainConfig) -> Any | None:
+    """The ``credo.tasks`` task named by ``task.set_task``, or None."""
+    if config.task.set_task is None:
+        return None
+    from credo.tasks import make_task
+
+    try:
+        return make_task(config.task.set_task, **config.task.set_task_options)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"config key 'task.set_task': {error}") from None
+
+
 def _resolve_prompts(spec: Sequence[str] | str | None) -> list[str]:
     if spec is None:
         raise ValueError("no prompts: pass prompts=... or set task.prompts (a list or 'module:function')")
@@ -248,9 +260,18 @@ class Trainer:
         validate_config(config)
         self.config = config
         self.spec = get_estimator(config.credit.estimator)
-        self.reward_fns: list[WeightedReward] = as_weighted_rewards(
-            reward_functions if reward_functions is not None else (config.task.rewards or None)
-        )
+        self.set_task = _make_set_task(config)
+        if reward_functions is None:
+            reward_functions = list(config.task.rewards)
+            if self.set_task is not None:
+                reward_functions.append(self.set_task.reward_function())
+            reward_functions = reward_functions or None
+        if prompts is None and config.task.prompts is None and self.set_task is not None:
+            tc = config.task
+            prompts = [p.text for p in self.set_task.prompts("train", tc.num_prompts, seed=config.seed)]
+        if sft_pairs is None and config.task.sft_pairs is None and self.set_task is not None:
+            sft_pairs = self.set_task.sft_pairs(seed=config.seed)
+        self.reward_fns: list[WeightedReward] = as_weighted_rewards(reward_functions)
         self._check_estimator_needs()
         if config.rollout.backend == "vllm" and importlib.util.find_spec("vllm") is None:
             raise ValueError(
