@@ -13,6 +13,7 @@ from credo.llm.rollout import (
     sequence_logprobs,
 )
 from credo.llm.sft import sft_warmup
+from credo.llm.tiny import build_tiny_model, tiny_model_config
 
 
 def _slow_logprobs(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
@@ -30,7 +31,9 @@ def test_completion_mask_stops_after_first_eos() -> None:
     assert mask.tolist() == [[True, True, False, False], [True] * 4, [True, False, False, False]]
 
 
-def test_rollout_logprobs_equal_training_forward_and_slow_reference(tiny_model: Any, tokenizer: Any) -> None:
+@pytest.mark.parametrize("arch", ["qwen2", "gpt2"])
+def test_rollout_logprobs_equal_training_forward_and_slow_reference(arch: str, tokenizer: Any) -> None:
+    tiny_model = build_tiny_model(tiny_model_config(len(tokenizer), arch=arch, hidden_size=32, num_heads=2))
     # Teach EOS after 1-4 letters so completions end at different lengths (right padding), and use
     # prompts of different lengths (left padding).
     pairs = [("Go: ", "a" * (1 + i % 4)) for i in range(32)] + [("Longer prompt here: ", "bb")] * 8

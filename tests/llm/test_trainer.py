@@ -262,3 +262,45 @@ def test_ppo_with_critic_modes_runs_and_fits_values(mode: str) -> None:
     losses = [m["value_loss"] for m in history]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0]  # constant reward 1: V -> 1 everywhere
+
+
+def test_a_local_model_directory_loads_and_trains(tmp_path: Path, tiny_model: Any, tokenizer: Any) -> None:
+    from credo.llm.tiny import save_tokenizer
+
+    tiny_model.save_pretrained(tmp_path / "model")
+    save_tokenizer(tokenizer, tmp_path / "model")
+    config = _config(model={"model_path": str(tmp_path / "model")}, steps=1)
+    trainer = Trainer(config, reward_functions=spread_reward, prompts=["a b", "c\nd"])
+    assert trainer.tokenizer.decode(trainer.tokenizer("a b\nc")["input_ids"]) == "a b\nc"
+    for a, b in zip(trainer.model.parameters(), tiny_model.parameters()):
+        torch.testing.assert_close(a, b)
+    assert len(trainer.train()) == 1
+
+
+def test_dropout_is_disabled_so_training_logprobs_match_rollout(tokenizer: Any) -> None:
+    from transformers import GPT2Config
+
+    from credo.llm.tiny import build_tiny_model
+
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        resid_pdrop=0.3,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = build_tiny_model(cfg)
+    trainer = Trainer(
+        _config(), reward_functions=spread_reward, prompts=["ab", "cd"], model=model, tokenizer=tokenizer
+    )
+    assert all(m.p == 0.0 for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout))
+    batch, _, _, _ = trainer.make_experience(trainer.prompts)
+    trainer.model.train()
+    with torch.no_grad():
+        again = sequence_logprobs(
+            trainer.model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask
+        )
+    torch.testing.assert_close(again, batch.logprobs, atol=1e-5, rtol=1e-5)

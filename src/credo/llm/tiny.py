@@ -122,6 +122,9 @@ def tiny_model_config(
             n_head=num_heads,
             n_inner=intermediate_size,
             n_positions=max_position_embeddings,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
             **ids,
         )
     raise ValueError(f"arch must be 'qwen2' or 'gpt2', got {arch!r}")

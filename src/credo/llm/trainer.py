@@ -96,6 +96,18 @@ class ValueModel(nn.Module):
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1).float()
 
 
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0: the log-probs of a training forward pass must equal those
+    recorded at rollout for the same parameters (PPO's ratio, the KL), which dropout would break."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    for key in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "hidden_dropout", "dropout"):
+        if config is not None and isinstance(getattr(config, key, None), float):
+            setattr(config, key, 0.0)
+
+
 def hidden_size_of(model: Any) -> int:
     cfg = model.config
     return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
@@ -391,6 +403,7 @@ class Trainer:
             raise ValueError("the tokenizer has no EOS token: completions could never stop")
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         model = model.to(device=self.device, dtype=dtype)
+        disable_dropout(model)
         model.train()
         return model, tokenizer
 
