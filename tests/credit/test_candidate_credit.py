@@ -55,6 +55,9 @@ def test_shape_grpo_hand_computed_default() -> None:
     torch.testing.assert_close(result.advantages, expected, rtol=0, atol=1e-12)
     assert result.info["candidate_token_counts"].tolist() == [[2, 2], [2, 0]]
     assert result.info["present_candidates"].tolist() == [2, 1]
+    assert float(result.info["candidate_tokens_mean"]) == 2.0
+    assert float(result.info["candidate_tokens_max"]) == 2.0
+    assert float(result.info["unparsable_fraction"]) == 0.25
     # numbers as literals too, so a change in the formulas above cannot hide a change in the code
     assert result.advantages[0].tolist() == pytest.approx(
         [0.70711, 0.94010, 0.94010, 0.70711, -1.05070, -1.05070, 0.70711], abs=1e-4

@@ -242,8 +242,13 @@ def _result(
     extra: dict[str, Any],
 ) -> CreditResult:
     counts = span_token_counts(spans)
+    present_counts = counts[present].to(candidate_credit.dtype)
+    empty = torch.zeros((), dtype=candidate_credit.dtype, device=counts.device)
     info: dict[str, Any] = {
         "candidate_token_counts": counts,
+        "candidate_tokens_mean": present_counts.mean() if present_counts.numel() else empty,
+        "candidate_tokens_max": present_counts.max() if present_counts.numel() else empty,
+        "unparsable_fraction": 1.0 - present.to(candidate_credit.dtype).mean(),
         "candidate_credit": candidate_credit,
         "candidate_advantages": cand_adv,
         "outside_advantages": outside_adv,
@@ -288,7 +293,8 @@ def shape_grpo_estimator(
 
     Info: ``phi`` and ``candidate_credit`` ``[B, K]``, ``candidate_token_counts`` ``[B, K]``,
     ``candidate_advantages`` ``[B, K]``, ``outside_advantages`` ``[B]``, ``set_rewards`` ``[B]``,
-    ``present_candidates`` ``[B]``.
+    ``present_candidates`` ``[B]``; 0-d: ``candidate_tokens_mean`` and ``candidate_tokens_max``
+    (over present candidates, the lengths a token-mean loss weighs by), ``unparsable_fraction``.
     """
     _common_options(outside, normalize, set_reward, scale, length_normalize, eps)
     scores, spans, present = check_candidates(batch)

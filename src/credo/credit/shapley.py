@@ -92,8 +92,7 @@ def shapley_max(scores: Tensor, present: Tensor | None = None, validate: bool = 
     if K == 0:
         return values.clone()
     if present is None:
-        order = values.argsort(dim=-1, stable=True)
-        sorted_values = values.gather(-1, order)
+        sorted_values, order = values.sort(dim=-1, stable=True)
     else:
         # Absent players sort first with value 0: their increments are 0, they receive 0, and the
         # first present player's increment is r - 0 with weight 1/(K_present) as it should be.
