@@ -487,11 +487,18 @@ class Trainer:
         for k in range(self.rank, n, self.world_size):
             position = step * n + k
             epoch, offset = divmod(position, len(self.prompts))
-            perm = torch.randperm(
-                len(self.prompts), generator=torch.Generator().manual_seed(self.config.seed + epoch)
-            )
-            chosen.append(self.prompts[int(perm[offset])])
+            chosen.append(self.prompts[self._permutation(epoch)[offset]])
         return chosen
+
+    def _permutation(self, epoch: int) -> list[int]:
+        """The prompt order of pass ``epoch`` over the prompts (seeded; the last two are cached)."""
+        cache = self.__dict__.setdefault("_permutations", {})
+        if epoch not in cache:
+            generator = torch.Generator().manual_seed(self.config.seed + epoch)
+            cache[epoch] = torch.randperm(len(self.prompts), generator=generator).tolist()
+            for old in sorted(cache)[:-2]:
+                del cache[old]
+        return cache[epoch]
 
     # -- one training step ---------------------------------------------------------------------------
 
