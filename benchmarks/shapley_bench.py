@@ -174,6 +174,11 @@ def section_exact(args: argparse.Namespace, device: torch.device) -> dict[str, A
         "exact_batched_per_game_s": many_s / args.games,
         "exact_max_diff_vs_closed_form": float((phi_many - closed).abs().max()),
     }
+    big = make_scores(1, 20, device, seed=3).double()[0]
+    result["exact_one_game_K20_s"], phi_big = timed(
+        lambda: shapley_exact(max_utility(big), 20, device=device), device, 2
+    )
+    result["exact_K20_max_diff"] = float((phi_big - shapley_max(big)).abs().max())
     if shapiq is not None:
         n = min(args.games, args.shapiq_games)
         rows = scores[:n].cpu().numpy()
@@ -292,6 +297,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"one game: {ex['exact_one_game_s'] * 1e3:.2f} ms; {ex['games']} games in one enumeration: "
           f"{ex['exact_batched_s'] * 1e3:.2f} ms ({ex['exact_batched_per_game_s'] * 1e3:.3f} ms/game); "
           f"max |diff| vs closed form {ex['exact_max_diff_vs_closed_form']:.1e}")  # fmt: skip
+    print(f"one game at K=20 (2^20 coalitions): {ex['exact_one_game_K20_s']:.3f} s, "
+          f"max |diff| vs closed form {ex['exact_K20_max_diff']:.1e}")  # fmt: skip
     if "shapiq_per_game_s" in ex:
         print(f"shapiq ExactComputer: {ex['shapiq_per_game_s'] * 1e3:.2f} ms/game "
               f"({ex['shapiq_per_game_s'] / ex['exact_one_game_s']:.1f}x credo one game, "
