@@ -304,3 +304,23 @@ def test_dropout_is_disabled_so_training_logprobs_match_rollout(tokenizer: Any) 
             trainer.model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask
         )
     torch.testing.assert_close(again, batch.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_dict_prompts_pass_their_fields_to_reward_functions() -> None:
+    seen: list[Any] = []
+
+    def target_reward(
+        prompts: list[str], completions: list[str], target: list[str], **meta: Any
+    ) -> list[float]:
+        seen.append((list(prompts), list(target)))
+        return [float(c.count(t)) for c, t in zip(completions, target)]
+
+    prompts = [{"prompt": "say a: ", "target": "a"}, {"prompt": "say b: ", "target": "b"}]
+    trainer = Trainer(
+        _config(rollout={"prompts_per_step": 2}, steps=1), reward_functions=target_reward, prompts=prompts
+    )
+    trainer.train()
+    texts, targets = seen[0]
+    assert len(texts) == 8 and all(t == {"say a: ": "a", "say b: ": "b"}[p] for p, t in zip(texts, targets))
+    with pytest.raises(ValueError, match="'prompt' string"):
+        Trainer(_config(), reward_functions=target_reward, prompts=[{"text": "x"}])

@@ -41,7 +41,8 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """``prompts``: a list of strings, or an import path ``"module:function"`` returning one.
+    """``prompts``: a list of strings (or of dicts with a ``"prompt"`` text and extra fields handed to
+    the reward functions), or an import path ``"module:function"`` returning one.
     ``rewards``: list of ``{fn: "module:function", weight: 1.0}``. ``sft_pairs``: import path of a
     function returning (prompt, answer) pairs for the SFT warm-up.
 
@@ -50,7 +51,7 @@ class TaskConfig:
     ``{k: 3}``); it supplies what is not given above: ``num_prompts`` training prompts, its
     per-candidate reward function (candidate scores, spans, set reward) and its SFT pairs."""
 
-    prompts: list[str] | str | None = None
+    prompts: list[Any] | str | None = None
     rewards: list[dict[str, Any]] = field(default_factory=list)
     sft_pairs: str | None = None
     set_task: str | None = None

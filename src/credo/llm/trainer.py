@@ -231,14 +231,39 @@ def _make_set_task(config: TrainConfig) -> Any | None:
         raise ValueError(f"config key 'task.set_task': {error}") from None
 
 
-def _resolve_prompts(spec: Sequence[str] | str | None) -> list[str]:
+Prompt = str | dict[str, Any]
+
+
+def _resolve_prompts(spec: Sequence[Prompt] | str | None) -> list[Prompt]:
+    """The prompt list: strings, or dicts with a ``"prompt"`` text and extra fields that reach the
+    reward functions as keyword arguments (one list entry per completion), as dataset columns do in
+    TRL."""
     if spec is None:
         raise ValueError("no prompts: pass prompts=... or set task.prompts (a list or 'module:function')")
     prompts = resolve_callable(spec)() if isinstance(spec, str) else spec
     prompts = list(prompts)
-    if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise ValueError("prompts must be a non-empty list of strings")
+    if not prompts:
+        raise ValueError("prompts must be a non-empty list")
+    for i, p in enumerate(prompts):
+        if isinstance(p, dict):
+            if not isinstance(p.get("prompt"), str):
+                raise ValueError(f"prompt {i} is a dict without a 'prompt' string")
+        elif not isinstance(p, str):
+            raise TypeError(f"prompt {i} must be a str or a dict with a 'prompt' key, got {type(p).__name__}")
     return prompts
+
+
+def prompt_text(prompt: Prompt) -> str:
+    return prompt["prompt"] if isinstance(prompt, dict) else prompt
+
+
+def prompt_meta(prompts: Sequence[Prompt], group_size: int) -> dict[str, list[Any]]:
+    """Extra fields of dict prompts, one entry per completion (None where a prompt lacks the field)."""
+    keys = sorted({k for p in prompts if isinstance(p, dict) for k in p if k != "prompt"})
+    return {
+        k: [p.get(k) if isinstance(p, dict) else None for p in prompts for _ in range(group_size)]
+        for k in keys
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -251,7 +276,8 @@ class Trainer:
     Args:
         config: the run's :class:`~credo.llm.config.TrainConfig`.
         reward_functions: callables (see :mod:`credo.llm.rewards`); default ``config.task.rewards``.
-        prompts: the prompt list; default ``config.task.prompts``.
+        prompts: the prompt list (strings, or dicts with a ``"prompt"`` text whose other fields reach
+            the reward functions as keyword arguments); default ``config.task.prompts``.
         sft_pairs: (prompt, answer) pairs for the warm-up; default ``config.task.sft_pairs``.
         model, tokenizer: an already loaded policy and tokenizer (else from ``config.model``).
 
@@ -264,7 +290,7 @@ class Trainer:
         self,
         config: TrainConfig,
         reward_functions: Any = None,
-        prompts: Sequence[str] | None = None,
+        prompts: Sequence[Prompt] | None = None,
         sft_pairs: Sequence[tuple[str, str]] | None = None,
         model: Any = None,
         tokenizer: Any = None,
@@ -413,7 +439,7 @@ class Trainer:
         limit = context_length(self.model)
         new = self.config.rollout.max_new_tokens
         for i, prompt in enumerate(self.prompts):
-            n = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            n = len(self.tokenizer(prompt_text(prompt), add_special_tokens=False)["input_ids"])
             if n + new > limit:
                 raise ValueError(
                     f"prompt {i} has {n} tokens; with rollout.max_new_tokens={new} that is {n + new} > the "
@@ -479,7 +505,7 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------------
 
-    def prompts_for_step(self, step: int) -> list[str]:
+    def prompts_for_step(self, step: int) -> list[Prompt]:
         """This process's prompts of training step ``step``: a seeded permutation per pass over the
         prompt list, so the data position is a function of the step (resumable)."""
         n = self.config.rollout.prompts_per_step * self.world_size
@@ -524,7 +550,9 @@ class Trainer:
             self.save()
         return metrics
 
-    def make_experience(self, prompts: list[str]) -> tuple[RolloutBatch, RewardOutput, CreditResult, float]:
+    def make_experience(
+        self, prompts: Sequence[Prompt]
+    ) -> tuple[RolloutBatch, RewardOutput, CreditResult, float]:
         """Rollout, frozen-model scores, rewards and credit for ``prompts``: ``(batch, rewards, credit,
         rollout seconds)``. Advantages come from the registry, never from a local formula."""
         cfg = self.config
@@ -555,26 +583,29 @@ class Trainer:
         return batch, scored, credit, rollout_time
 
     @torch.no_grad()
-    def rollout(self, prompts: list[str]) -> RolloutBatch:
+    def rollout(self, prompts: Sequence[Prompt]) -> RolloutBatch:
         """Sample G completions of each prompt with the current policy."""
         rc = self.config.rollout
-        policy = self.unwrapped_model
+        texts = [prompt_text(p) for p in prompts]
         if rc.backend == "vllm":
             from credo.llm.vllm_backend import sample_completions_vllm
 
-            return sample_completions_vllm(self, prompts)
-        with self._generation_context(), self.autocast():
-            return sample_completions(
-                policy,
-                self.tokenizer,
-                prompts,
-                rc.group_size,
-                rc.max_new_tokens,
-                rc.temperature,
-                rc.top_k,
-                static_cache=rc.static_cache,
-                pad_to_multiple_of=rc.pad_to_multiple_of,
-            )
+            batch = sample_completions_vllm(self, texts)
+        else:
+            with self._generation_context(), self.autocast():
+                batch = sample_completions(
+                    self.unwrapped_model,
+                    self.tokenizer,
+                    texts,
+                    rc.group_size,
+                    rc.max_new_tokens,
+                    rc.temperature,
+                    rc.top_k,
+                    static_cache=rc.static_cache,
+                    pad_to_multiple_of=rc.pad_to_multiple_of,
+                )
+        batch.meta = prompt_meta(prompts, rc.group_size)
+        return batch
 
     @torch.no_grad()
     def score_with_frozen_models(self, batch: RolloutBatch) -> None:
