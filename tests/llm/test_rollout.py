@@ -4,6 +4,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from credo.llm.rollout import (
     char_spans_to_token_spans,
@@ -13,7 +15,7 @@ from credo.llm.rollout import (
     sequence_logprobs,
 )
 from credo.llm.sft import sft_warmup
-from credo.llm.tiny import build_tiny_model, tiny_model_config
+from credo.llm.tiny import build_char_tokenizer, build_tiny_model, tiny_model_config
 
 
 def _slow_logprobs(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
@@ -98,3 +100,15 @@ def test_top_k_one_is_greedy_and_logprobs_stay_untruncated(tiny_model: Any, toke
         )
     torch.testing.assert_close(batch.logprobs, full, atol=1e-5, rtol=1e-5)
     assert (batch.logprobs[batch.completion_mask] < 0).all()  # not the truncated (log 1 = 0) distribution
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(alphabet="ab c\n1.", min_size=1, max_size=30), st.data())
+def test_char_spans_round_trip_through_token_offsets(text: str, data: st.DataObject) -> None:
+    tokenizer = build_char_tokenizer()
+    ids = torch.tensor([[*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]])
+    (offsets,) = completion_token_offsets(tokenizer, ids, torch.ones_like(ids, dtype=torch.bool), [text])
+    start = data.draw(st.integers(0, len(text) - 1))
+    end = data.draw(st.integers(start + 1, len(text)))
+    ((t0, t1),) = char_spans_to_token_spans([(start, end)], offsets)
+    assert tokenizer.decode(ids[0, t0:t1]) == text[start:end]
