@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -290,7 +291,8 @@ def print_report(report: dict[str, Any]) -> None:
             cf["shapiq_extrapolated_s"],
             cf["shapiq_max_diff"],
         )
-    print(f"closed form throughput: {cf['closed_form_sets_per_s']:.3e} sets/s")
+    print(f"closed form throughput: {cf['closed_form_sets_per_s']:.3e} sets/s "
+          f"(torch threads {report['threads']}, load average at start {report['load_average_at_start'][0]:.2f})")  # fmt: skip
 
     ex = report["exact"]
     print(f"\n== shapley_exact at K={ex['K']} (2^{ex['K']} coalitions, max game) ==")
@@ -338,7 +340,10 @@ def main() -> None:
     parser.add_argument("--perm-repeats", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out-dir", default="runs/shapley_bench")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but CUDA is not available")
@@ -348,6 +353,7 @@ def main() -> None:
     report = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_average_at_start": list(os.getloadavg()),
         "shapiq": getattr(shapiq, "__version__", "installed") if shapiq is not None else None,
         "closed_form": section_closed_form(args, device),
         "exact": section_exact(args, device),

@@ -92,12 +92,13 @@ def shapley_max(scores: Tensor, present: Tensor | None = None, validate: bool = 
     if K == 0:
         return values.clone()
     if present is None:
-        sorted_values, order = values.sort(dim=-1, stable=True)
+        # Tie order does not matter: tied players add a zero increment, so they get the same value.
+        sorted_values, order = values.sort(dim=-1)
     else:
         # Absent players sort first with value 0: their increments are 0, they receive 0, and the
         # first present player's increment is r - 0 with weight 1/(K_present) as it should be.
         key = torch.where(present, values, torch.full_like(values, -math.inf))
-        order = key.argsort(dim=-1, stable=True)
+        order = key.argsort(dim=-1)
         sorted_values = torch.where(present, values, torch.zeros_like(values)).gather(-1, order)
     previous = torch.cat([torch.zeros_like(sorted_values[..., :1]), sorted_values[..., :-1]], dim=-1)
     # 1 / (K - j + 1) for j = 1..K
