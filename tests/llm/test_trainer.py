@@ -152,7 +152,16 @@ def test_kill_and_resume_continues_the_same_run(tmp_path: Path) -> None:
         json.loads(x)["reward/mean"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [m["reward/mean"] for m in lines] == reference
-    assert (tmp_path / "b" / "samples.txt").read_text().count("=== step") >= 6
+    samples = (tmp_path / "b" / "samples.txt").read_text()
+    assert [int(line.split()[2]) for line in samples.splitlines() if line.startswith("=== step")] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
+    assert samples == (tmp_path / "a" / "samples.txt").read_text()
 
 
 def test_outputs_and_candidate_metrics(tmp_path: Path) -> None:

@@ -870,8 +870,10 @@ class Trainer:
                     )
 
     def close(self) -> None:
+        """Close the TensorBoard writer (reopened on the next logged step)."""
         if getattr(self, "_tb", None) is not None:
             self._tb.close()
+        self._writers_opened = False
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
@@ -914,6 +916,12 @@ class Trainer:
                 if ln and json.loads(ln)["step"] <= self.step_count
             ]
             metrics.write_text("".join(ln + "\n" for ln in kept))
+        samples = Path(self.config.output_dir) / "samples.txt"
+        if samples.exists() and self.is_main:  # and the samples of those steps
+            text = samples.read_text()
+            cut = text.find(f"=== step {self.step_count + 1} ")
+            if cut >= 0:
+                samples.write_text(text[:cut])
 
 
 def _yaml_dump(data: dict[str, Any]) -> str:
