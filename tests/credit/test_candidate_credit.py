@@ -9,8 +9,10 @@ import statistics
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from credo.credit import CreditBatch, compute_credit
+from credo.credit import CreditBatch, compute_credit, grpo_advantages
 from credo.credit.candidate_credit import winners
 from credo.credit.set_utilities import max_utility
 from credo.credit.shapley import shapley_exact
@@ -216,6 +218,58 @@ def test_estimators_match_loop_reference(name: str, normalize: str) -> None:
             expected = _reference(batch, name, outside, normalize, scale, length)
             torch.testing.assert_close(result.advantages, expected, rtol=1e-9, atol=1e-9)
             assert bool((result.advantages[~batch.response_mask] == 0).all())
+
+
+def _replace(batch: CreditBatch, **fields) -> CreditBatch:
+    return CreditBatch(**{**batch.__dict__, **fields})
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 10**6),
+    st.integers(1, 3),
+    st.integers(2, 4),
+    st.integers(1, 5),
+    st.floats(0.1, 10.0),
+    st.randoms(use_true_random=False),
+)
+def test_estimator_invariants(seed: int, N: int, G: int, K: int, factor: float, rng) -> None:
+    batch = _random_batch(seed, N=N, G=G, K=K)
+    present = batch.candidate_spans[..., 0] >= 0
+    # token-level efficiency: raw phi spread over each span sums back to the set utility max_k r_k
+    raw = compute_credit("shape_grpo", batch, normalize="none", outside="zero", length_normalize=True)
+    torch.testing.assert_close(raw.advantages.sum(dim=1), batch.rewards, rtol=0, atol=1e-12)
+    # pooled candidate advantages sum to 0 in each group; the set stream is GRPO's advantage
+    for name in ("shape_grpo", "wta"):
+        result = compute_credit(name, batch)
+        per_group = (result.info["candidate_advantages"] * present).sum(dim=1).reshape(N, G).sum(dim=1)
+        torch.testing.assert_close(per_group, torch.zeros(N, dtype=torch.float64), rtol=0, atol=1e-9)
+        torch.testing.assert_close(
+            result.info["outside_advantages"], grpo_advantages(batch.rewards.reshape(N, G)).reshape(-1)
+        )
+    # scale invariance (eps = 0): multiplying every score and reward by a > 0 changes nothing
+    scaled = _replace(batch, candidate_scores=batch.candidate_scores * factor, rewards=batch.rewards * factor)
+    for normalize in ("candidates", "responses"):
+        torch.testing.assert_close(
+            compute_credit("shape_grpo", scaled, normalize=normalize, eps=0.0).advantages,
+            compute_credit("shape_grpo", batch, normalize=normalize, eps=0.0).advantages,
+            rtol=1e-9,
+            atol=1e-9,
+        )
+    # relabelling the candidates (scores and spans together) changes no token's advantage
+    perm = list(range(K))
+    rng.shuffle(perm)
+    p = torch.tensor(perm)
+    relabelled = _replace(
+        batch, candidate_scores=batch.candidate_scores[:, p], candidate_spans=batch.candidate_spans[:, p]
+    )
+    for name, options in (("shape_grpo", {}), ("wta", {"ties": "all"})):
+        torch.testing.assert_close(
+            compute_credit(name, relabelled, **options).advantages,
+            compute_credit(name, batch, **options).advantages,
+            rtol=0,
+            atol=1e-12,
+        )
 
 
 def test_set_reward_modes() -> None:

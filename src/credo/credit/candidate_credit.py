@@ -27,8 +27,8 @@ Both estimators share one pipeline (:func:`candidate_token_advantages`):
      explode); without ``scale`` nothing is special-cased.
    * ``"none"``: the raw credits.
 
-   Standard deviations are Bessel-corrected (as :func:`credo.credit.grpo_advantages`); a pooled
-   candidate group with one value, or all values equal, gets 0.
+   Standard deviations are Bessel-corrected (as :func:`credo.credit.grpo_advantages`); with ``scale``
+   a stream whose group has one value, or all values equal, gets exactly 0 (also with ``eps=0``).
 3. tokens: candidate k's span gets its advantage (divided by its token count with
    ``length_normalize``, so that in a token-sum loss every candidate weighs the same whatever its
    length); response tokens outside every span (explanations, separators) get, by ``outside``:
@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from credo.credit._checks import check_finite, check_tensor, float_dtype
-from credo.credit.groups import group_stats, grpo_advantages
+from credo.credit.groups import GroupStats, group_stats
 from credo.credit.registry import CreditBatch, CreditResult, group_ids_of, register_estimator
 from credo.credit.shapley import shapley_additive, shapley_max, shapley_min
 from credo.credit.tokens import sequence_rewards, span_index_map, span_token_counts, spans_to_token_credit
@@ -151,6 +151,20 @@ def _set_reward(
     return sequence_rewards(base, batch.response_mask, batch.token_rewards).to(dtype)
 
 
+def _require_pairs(stats: GroupStats) -> None:
+    if stats.count.numel() and float(stats.count.min()) < 2:
+        raise ValueError("candidate credit needs at least 2 responses per prompt (G >= 2); a group has one")
+
+
+def _standardise(stats: GroupStats, scale: bool, eps: float) -> Tensor:
+    """GRPO's normalisation of one stream: centred / (std + eps), exactly 0 where the std is 0
+    (so ``eps=0`` is allowed), or only centred without ``scale``."""
+    if not scale:
+        return stats.centred
+    spread = stats.std > 0
+    return torch.where(spread, stats.centred / (stats.std + eps), torch.zeros_like(stats.centred))
+
+
 def candidate_token_advantages(
     candidate_credit: Tensor,
     set_reward: Tensor,
@@ -186,13 +200,13 @@ def candidate_token_advantages(
         if bool(present.any()):
             row_of = torch.arange(present.shape[0], device=present.device)[:, None].expand_as(present)
             pooled = group_stats(candidate_credit[present], group_ids[row_of[present]])
-            values = pooled.centred / (pooled.std + eps) if scale else pooled.centred
-            cand_adv = zeros_bk.masked_scatter(present, values.to(dtype))
-        set_adv = grpo_advantages(set_reward, group_ids, scale=scale, eps=eps).to(dtype)
+            cand_adv = zeros_bk.masked_scatter(present, _standardise(pooled, scale, eps).to(dtype))
+        set_stats = group_stats(set_reward, group_ids)
+        _require_pairs(set_stats)
+        set_adv = _standardise(set_stats, scale, eps).to(dtype)  # GRPO's advantage of R
     elif normalize == "responses":
         stats = group_stats(set_reward, group_ids)
-        if stats.count.numel() and float(stats.count.min()) < 2:
-            raise ValueError("normalize='responses' needs at least 2 responses per prompt (G >= 2)")
+        _require_pairs(stats)
         mean = (set_reward - stats.centred).to(dtype)  # [B] mean_G R of the row's group
         cand_adv = torch.where(present, candidate_credit - mean[:, None], zeros_bk)
         set_adv = stats.centred.to(dtype)
