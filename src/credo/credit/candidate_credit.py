@@ -2,7 +2,7 @@
 
 An LLM answers a prompt with a *set* of K candidates (recommendations, ideas, code suggestions); the
 set gets one reward. GRPO puts that reward on every token, so weak candidates free-ride on a strong
-one. ShapE-GRPO (Zhou et al. 2026, arXiv:2603.29871) splits the set reward into per-candidate Shapley
+one. ShapE-GRPO (arXiv:2603.29871) splits the set reward into per-candidate Shapley
 values phi_k of the set utility (v(S) = max_{k in S} r_k by default, see
 :func:`credo.credit.shapley.shapley_max`) and gives candidate k's tokens phi_k. Winner-takes-all
 (``"wta"``), the paper's other baseline, gives the set reward to the best candidate's tokens only.
@@ -287,7 +287,7 @@ def shape_grpo_estimator(
     eps: float = 1e-6,
     atol: float = 1e-5,
 ) -> CreditResult:
-    """ShapE-GRPO: each candidate's tokens get its Shapley share of the set utility (Zhou et al. 2026).
+    """ShapE-GRPO: each candidate's tokens get its Shapley share of the set utility (arXiv:2603.29871).
 
         phi_k = Shapley value of candidate k in v(S) = max_{k in S} r_k   (candidate_scores r)
 

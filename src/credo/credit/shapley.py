@@ -12,7 +12,8 @@ anything gets 0) and additivity (phi[v + w] = phi[v] + phi[w]).
 This module has:
 
 * closed forms, vectorised over leading dimensions: :func:`shapley_max` (v(S) = max_{k in S} r_k, the
-  utility of ShapE-GRPO, Zhou et al. 2026, arXiv:2603.29871), :func:`shapley_min` and
+  utility of ShapE-GRPO, "Shapley-Enhanced Reward Allocation for Multi-Candidate LLM Training",
+  arXiv:2603.29871), :func:`shapley_min` and
   :func:`shapley_additive`;
 * :func:`shapley_exact`: any utility, all 2^K coalitions enumerated in vectorised chunks (K <= ~20);
 * :func:`shapley_permutation`: unbiased Monte Carlo over permutations, with antithetic pairs and a
