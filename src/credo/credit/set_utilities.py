@@ -191,6 +191,9 @@ def relevance_diversity_utility(
     submodular). Evaluated for M coalitions at once as ``slogdet(I + D_m L D_m)`` with ``D_m`` the
     diagonal membership matrix (non-members become identity rows), so no Python loop over coalitions.
 
+    Memory: one call builds ``[*G, M, K, K]`` kernels, so lower the engine's ``batch_size`` (M) for
+    many games or large K.
+
     Args:
         relevance: ``[*G, K]``; embeddings: ``[*G, K, D]``; diversity_weight: lam >= 0.
     """
