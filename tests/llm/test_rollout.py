@@ -112,3 +112,12 @@ def test_char_spans_round_trip_through_token_offsets(text: str, data: st.DataObj
     end = data.draw(st.integers(start + 1, len(text)))
     ((t0, t1),) = char_spans_to_token_spans([(start, end)], offsets)
     assert tokenizer.decode(ids[0, t0:t1]) == text[start:end]
+
+
+def test_every_eos_id_of_model_and_tokenizer_ends_a_completion(tiny_model: Any, tokenizer: Any) -> None:
+    from credo.llm.rollout import eos_token_ids
+
+    tiny_model.generation_config.eos_token_id = [2, 7]
+    assert eos_token_ids(tiny_model, tokenizer) == [2, 7]
+    mask = completion_mask_from_ids(torch.tensor([[5, 7, 9], [2, 7, 9], [5, 6, 9]]), [2, 7])
+    assert mask.tolist() == [[True, True, False], [True, False, False], [True, True, True]]

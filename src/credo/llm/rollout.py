@@ -189,6 +189,25 @@ class _RecordLogprobs:
         return torch.stack(self.recorded, dim=1)
 
 
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every id that ends a completion: the tokenizer's EOS and those of the model's generation config
+    (chat models often have several, e.g. an end-of-turn token)."""
+    ids: list[int] = []
+    candidates = [
+        tokenizer.eos_token_id,
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+    ]
+    for value in candidates:
+        for i in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    if not ids:
+        raise ValueError(
+            "neither the tokenizer nor the model defines an EOS token: completions could never stop"
+        )
+    return ids
+
+
 def completion_mask_from_ids(completion_ids: Tensor, eos_token_id: int | Sequence[int]) -> Tensor:
     """``[B, L]`` bool: True up to and including the first EOS of each row (all True without EOS)."""
     eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
@@ -247,8 +266,8 @@ def sample_completions(
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, pad_to_multiple_of)
     prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
     prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    eos = eos_token_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     gen_config = GenerationConfig(
         do_sample=True,
         temperature=1.0,

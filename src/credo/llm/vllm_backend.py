@@ -18,6 +18,7 @@ from credo.llm.rollout import (
     RolloutBatch,
     completion_mask_from_ids,
     decode_completions,
+    eos_token_ids,
     encode_prompts,
     sequence_logprobs,
 )
@@ -89,7 +90,9 @@ def sample_completions_vllm(trainer: Any, prompts: list[str]) -> RolloutBatch:
     completion_ids = completion_ids.to(device)
     lengths = torch.tensor([len(r) for r in rows], device=device)
     within = torch.arange(L, device=device)[None, :] < lengths[:, None]
-    completion_mask = completion_mask_from_ids(completion_ids, tokenizer.eos_token_id) & within
+    completion_mask = (
+        completion_mask_from_ids(completion_ids, eos_token_ids(trainer.unwrapped_model, tokenizer)) & within
+    )
     G = rc.group_size
     prompt_ids, prompt_mask = prompt_ids.repeat_interleave(G, 0), prompt_mask.repeat_interleave(G, 0)
     with trainer.autocast():
