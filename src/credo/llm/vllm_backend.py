@@ -18,8 +18,8 @@ from credo.llm.rollout import (
     RolloutBatch,
     completion_mask_from_ids,
     decode_completions,
-    eos_token_ids,
     encode_prompts,
+    eos_token_ids,
     sequence_logprobs,
 )
 
