@@ -190,6 +190,7 @@ def test_outputs_and_candidate_metrics(tmp_path: Path) -> None:
     assert (tmp_path / "config.yaml").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
 @pytest.mark.parametrize(
     "options", [{"gradient_checkpointing": True}, {"precision": "bf16-mixed"}, {"precision": "bf16"}]
 )
