@@ -338,7 +338,7 @@ def main() -> None:
         "--grad-ckpt",
         choices=("on", "off"),
         default=None,
-        help="credo: gradient checkpointing (default: on for cuda, as TRL's default; off for cpu)",
+        help="credo: gradient checkpointing (default on: TRL's default for GRPO/RLOO)",
     )
     parser.add_argument(
         "--no-compile", action="store_true", help="credo on CUDA: no static cache / CUDA graphs"
@@ -379,7 +379,7 @@ def main() -> None:
     args.steps = args.steps or (4 if cuda else 5)
     args.warmup = args.warmup if args.warmup is not None else (2 if cuda else 1)
     args.micro_batch = args.micro_batch or (16 if cuda else 8)
-    args.grad_ckpt = args.grad_ckpt or ("on" if cuda else "off")
+    args.grad_ckpt = args.grad_ckpt or "on"  # TRL's GRPO/RLOO default, so both recompute activations
     args.rounds = args.rounds or (1 if cuda else 2)
     if args.child_timeout is None and cuda:
         args.child_timeout = 280.0
