@@ -592,7 +592,12 @@ class Trainer:
 
             batch = sample_completions_vllm(self, texts)
         else:
-            with self._generation_context(), self.autocast():
+            # A static KV cache is allocated in the weights' dtype; with fp32 weights under bf16
+            # autocast ("bf16-mixed") the bf16 keys/values could not be written into it, so such
+            # generation runs without autocast (in fp32).
+            fp32_static = rc.static_cache and self.precision == "bf16-mixed"
+            precision = contextlib.nullcontext() if fp32_static else self.autocast()
+            with self._generation_context(), precision:
                 batch = sample_completions(
                     self.unwrapped_model,
                     self.tokenizer,
