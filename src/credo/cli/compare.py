@@ -197,8 +197,12 @@ def run_one(
     return records
 
 
-def run_comparison(cfg: CompareConfig) -> dict[str, Path]:
-    """Run every (estimator, seed), then write ``metrics.jsonl``, ``curves.png`` and ``report.md``."""
+def run_comparison(cfg: CompareConfig, train: bool = True) -> dict[str, Path]:
+    """Run every (estimator, seed), then write ``metrics.jsonl``, ``curves.png`` and ``report.md``.
+
+    ``train=False`` only gathers the evaluations already recorded (of finished or unfinished runs)
+    into the report.
+    """
     from tqdm.auto import tqdm
 
     from credo.cli.report import markdown_report, plot_curves, summarize
@@ -206,13 +210,20 @@ def run_comparison(cfg: CompareConfig) -> dict[str, Path]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    model, tokenizer = starting_policy(cfg, out)
     steps = train_config_for(cfg, None, cfg.seeds[0], None).steps
     records: list[dict[str, Any]] = []
-    with tqdm(total=steps * len(cfg.estimators) * len(cfg.seeds), desc="compare", unit="step") as bar:
+    if train:
+        model, tokenizer = starting_policy(cfg, out)
+        with tqdm(total=steps * len(cfg.estimators) * len(cfg.seeds), desc="compare", unit="step") as bar:
+            for seed in cfg.seeds:
+                for estimator in cfg.estimators:
+                    records += run_one(cfg, estimator, seed, model, tokenizer, out, bar)
+    else:
         for seed in cfg.seeds:
             for estimator in cfg.estimators:
-                records += run_one(cfg, estimator, seed, model, tokenizer, out, bar)
+                records += _read_jsonl(out / "runs" / f"{estimator}-seed{seed}" / "eval.jsonl")
+        if not records:
+            raise ValueError(f"no evaluations recorded under {out / 'runs'} yet")
     metrics_path = out / "metrics.jsonl"
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     plot_path = plot_curves(
@@ -256,6 +267,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="a compare YAML file, or the name of a shipped compare config")
+    parser.add_argument("--only", help="comma-separated estimators of the config to run (others skipped)")
+    parser.add_argument("--start-only", action="store_true", help="only build the shared starting policy")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only write the report from the evaluations recorded so far",
+    )
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value overrides")
     parser.set_defaults(func=run)
 
@@ -263,8 +281,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     from credo.cli.train import resolve_config_path
 
-    cfg = load_compare_config(resolve_config_path(args.config), list(args.overrides or []))
-    paths = run_comparison(cfg)
+    overrides = list(args.overrides or [])
+    for flag in ("--start-only", "--report-only"):  # flags given after CONFIG land among the overrides
+        if flag in overrides:
+            overrides.remove(flag)
+            setattr(args, flag[2:].replace("-", "_"), True)
+    if "--only" in overrides:
+        at = overrides.index("--only")
+        args.only = overrides[at + 1] if at + 1 < len(overrides) else ""
+        del overrides[at : at + 2]
+    cfg = load_compare_config(resolve_config_path(args.config), overrides)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in cfg.estimators]
+        if unknown:
+            raise ValueError(f"--only names estimator(s) {unknown} that the config does not list")
+        cfg.estimators = {n: cfg.estimators[n] for n in names}
+    if args.start_only:
+        starting_policy(cfg, Path(cfg.output_dir))
+        print(f"starting policy: {Path(cfg.output_dir) / 'start'}")
+        return 0
+    paths = run_comparison(cfg, train=not args.report_only)
     print(Path(paths["report"]).read_text())
     for name, path in paths.items():
         print(f"{name}: {path}")
