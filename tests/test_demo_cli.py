@@ -7,7 +7,7 @@ from credo.cli.main import main
 
 
 def test_demo_prints_seed_tables(capsys) -> None:
-    assert main(["demo"]) == 0
+    assert main(["demo", "--tables-only"]) == 0
     out = capsys.readouterr().out
     assert "loss = 0.4133" in out  # seed 003 REINFORCE loss: mean of -(sum logp) * advantage
     assert "rloo  -1.5000  +0.0000  +1.5000" in out
