@@ -51,6 +51,23 @@ class CompareConfig:
     output_dir: str = "runs/compare"
 
 
+def shipped_compare_configs() -> dict[str, Path]:
+    """Name -> path of the comparison configs shipped in ``credo/configs/compare``."""
+    folder = Path(__file__).resolve().parent.parent / "configs" / "compare"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_compare_config(name: str) -> Path:
+    """A path to a YAML file, or the name of a shipped comparison config."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = shipped_compare_configs()
+    if name in shipped:
+        return shipped[name]
+    raise ValueError(f"compare config {name!r} is neither a file nor a shipped config ({', '.join(shipped)})")
+
+
 def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:
     """Read and check a comparison config; ``overrides`` as ``--key value`` (top-level keys, or
     ``--train.KEY value`` for the train config)."""
@@ -279,8 +296,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
-    from credo.cli.train import resolve_config_path
-
     overrides = list(args.overrides or [])
     for flag in ("--start-only", "--report-only"):  # flags given after CONFIG land among the overrides
         if flag in overrides:
@@ -290,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
         at = overrides.index("--only")
         args.only = overrides[at + 1] if at + 1 < len(overrides) else ""
         del overrides[at : at + 2]
-    cfg = load_compare_config(resolve_config_path(args.config), overrides)
+    cfg = load_compare_config(resolve_compare_config(args.config), overrides)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in names if n not in cfg.estimators]

@@ -3,7 +3,7 @@
 1. A short tour of the credit layer on the seed examples (seed 003's REINFORCE and RLOO batches,
    every outcome estimator on one group, GAE with truncation vs termination), printed as tables.
 2. The comparison credo exists for: ShapE-GRPO against GRPO, winner-takes-all and RLOO on set-valued
-   answers (``credo compare compare_synthetic_rec_cpu``: an SFT warm-up of the built-in tiny model,
+   answers (``credo compare synthetic_rec_cpu``: an SFT warm-up of the built-in tiny model,
    then each estimator over 3 seeds; about 10 minutes on 2 CPU cores). It prints the report and
    where the plot, the report and the raw metrics are. Run again, it reuses what is finished.
 """
@@ -16,7 +16,7 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the main demonstration", description=__doc__)
     parser.add_argument("--tables-only", action="store_true", help="only print the credit-layer tables")
-    parser.add_argument("--config", default="compare_synthetic_rec_cpu", help="the comparison config to run")
+    parser.add_argument("--config", default="synthetic_rec_cpu", help="the comparison config to run")
     parser.add_argument("--output-dir", default="runs/demo_compare", help="where the comparison writes")
     parser.set_defaults(func=run)
 
@@ -103,11 +103,10 @@ def run(args: argparse.Namespace) -> int:
     print(credit_layer_demo())
     if args.tables_only:
         return 0
-    from credo.cli.compare import load_compare_config, run_comparison
-    from credo.cli.train import resolve_config_path
+    from credo.cli.compare import load_compare_config, resolve_compare_config, run_comparison
 
     print("\nShapE-GRPO vs GRPO, winner-takes-all and RLOO on set-valued answers (credo compare):")
-    cfg = load_compare_config(resolve_config_path(args.config), ["--output_dir", args.output_dir])
+    cfg = load_compare_config(resolve_compare_config(args.config), ["--output_dir", args.output_dir])
     paths = run_comparison(cfg)
     print(paths["report"].read_text())
     for name, path in paths.items():
