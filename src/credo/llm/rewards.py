@@ -208,7 +208,10 @@ def compute_rewards(
             for b, cand in enumerate(out):
                 k = len(cand.scores)
                 scores_t[b, :k] = torch.tensor([_finite(rf.name, s) for s in cand.scores])
-                token_spans = char_spans_to_token_spans(list(cand.spans), get_offsets()[b])
+                token_spans = [  # a candidate without a span (or no token under it): (-1, -1)
+                    (-1, -1) if span is None else span
+                    for span in char_spans_to_token_spans(list(cand.spans), get_offsets()[b])
+                ]
                 if k:
                     spans_t[b, :k] = torch.tensor(token_spans, dtype=torch.long)
             rewards += rf.weight * set_rewards

@@ -17,8 +17,10 @@ same parameters (tested with padding on either side).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -349,20 +351,44 @@ def completion_token_offsets(
 
 
 def char_spans_to_token_spans(
-    char_spans: Sequence[tuple[int, int] | None], offsets: Sequence[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """Map character spans ``[c0, c1)`` to token spans ``[t0, t1)``: the tokens overlapping the span.
+    char_spans: Sequence[tuple[int, int] | None], token_offsets: Sequence[tuple[int, int]]
+) -> list[tuple[int, int] | None]:
+    """Token span ``[t0, t1)`` of the tokens overlapping each character span ``[c0, c1)``.
 
-    ``None`` (or an empty span, or one no token overlaps) maps to ``(-1, -1)``.
+    Args:
+        char_spans: ``K`` character spans in the completion text, or None.
+        token_offsets: the tokenizer's offset mapping of the completion, one ``(char_start, char_end)``
+            per token (``[T]`` pairs). Zero-width tokens (special tokens, reported as ``(0, 0)`` or
+            ``(n, n)``) cover no character and are never part of a span.
+
+    Returns:
+        ``K`` token spans: token ``t`` is inside iff ``start_t < c1 and end_t > c0`` (it overlaps the
+        span, so a token crossing the span's boundary is included); None for a None or empty span, or
+        when no token overlaps it.
+
+    Cost: ``O(T + K log T)`` when the non-empty tokens' offsets are sorted (as for every left-to-right
+    tokenizer), ``O(K T)`` otherwise.
     """
-    result: list[tuple[int, int]] = []
+    real = [(t, int(s), int(e)) for t, (s, e) in enumerate(token_offsets) if e > s]
+    starts = [s for _, s, _ in real]
+    ends = [e for _, _, e in real]
+    is_sorted = all(a <= b for a, b in pairwise(starts)) and all(a <= b for a, b in pairwise(ends))
+    result: list[tuple[int, int] | None] = []
     for span in char_spans:
-        if span is None or span[1] <= span[0]:
-            result.append((-1, -1))
+        if span is None:
+            result.append(None)
             continue
-        c0, c1 = span
-        hit = [t for t, (s, e) in enumerate(offsets) if e > s and s < c1 and e > c0]
-        result.append((hit[0], hit[-1] + 1) if hit else (-1, -1))
+        c0, c1 = int(span[0]), int(span[1])
+        if c1 <= c0:
+            result.append(None)
+            continue
+        if is_sorted:
+            lo = bisect_right(ends, c0)  # first token ending after c0
+            hi = bisect_left(starts, c1)  # tokens [lo, hi) start before c1
+            hits = [real[i][0] for i in range(lo, hi)]
+        else:
+            hits = [t for t, s, e in real if s < c1 and e > c0]
+        result.append((hits[0], hits[-1] + 1) if hits else None)
     return result
 
 

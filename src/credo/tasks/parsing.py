@@ -17,10 +17,10 @@ mapping, so candidate-level credit (ShapE-GRPO, arXiv 2603.29871) lands on the r
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+
+from credo.llm.rollout import char_spans_to_token_spans
 
 __all__ = [
     "ParsedCandidates",
@@ -269,45 +269,3 @@ def unparsable_share(parsed: Sequence[ParsedCandidates]) -> float:
     if not parsed:
         return 0.0
     return sum(not p.parsed_ok for p in parsed) / len(parsed)
-
-
-def char_spans_to_token_spans(
-    char_spans: Sequence[tuple[int, int] | None], token_offsets: Sequence[tuple[int, int]]
-) -> list[tuple[int, int] | None]:
-    """Token span ``[t0, t1)`` of the tokens overlapping each character span ``[c0, c1)``.
-
-    Args:
-        char_spans: ``K`` character spans in the completion text, or None.
-        token_offsets: the tokenizer's offset mapping of the completion, one ``(char_start, char_end)``
-            per token (``[T]`` pairs). Zero-width tokens (special tokens, reported as ``(0, 0)`` or
-            ``(n, n)``) cover no character and are never part of a span.
-
-    Returns:
-        ``K`` token spans: token ``t`` is inside iff ``start_t < c1 and end_t > c0`` (it overlaps the
-        span, so a token crossing the span's boundary is included); None for a None or empty span, or
-        when no token overlaps it.
-
-    Cost: ``O(T + K log T)`` when the non-empty tokens' offsets are sorted (as for every left-to-right
-    tokenizer), ``O(K T)`` otherwise.
-    """
-    real = [(t, int(s), int(e)) for t, (s, e) in enumerate(token_offsets) if e > s]
-    starts = [s for _, s, _ in real]
-    ends = [e for _, _, e in real]
-    is_sorted = all(a <= b for a, b in pairwise(starts)) and all(a <= b for a, b in pairwise(ends))
-    result: list[tuple[int, int] | None] = []
-    for span in char_spans:
-        if span is None:
-            result.append(None)
-            continue
-        c0, c1 = int(span[0]), int(span[1])
-        if c1 <= c0:
-            result.append(None)
-            continue
-        if is_sorted:
-            lo = bisect_right(ends, c0)  # first token ending after c0
-            hi = bisect_left(starts, c1)  # tokens [lo, hi) start before c1
-            hits = [real[i][0] for i in range(lo, hi)]
-        else:
-            hits = [t for t, s, e in real if s < c1 and e > c0]
-        result.append((hits[0], hits[-1] + 1) if hits else None)
-    return result
