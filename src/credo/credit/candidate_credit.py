@@ -113,6 +113,22 @@ def check_candidates(batch: CreditBatch) -> tuple[Tensor, Tensor, Tensor]:
     return scores.to(float_dtype(scores)), spans.long(), present
 
 
+def _given_shapley(batch: CreditBatch, scores: Tensor, present: Tensor) -> Tensor:
+    """``batch.candidate_shapley``, checked: the reward side's Shapley values of its own set utility."""
+    given = batch.candidate_shapley
+    if given is None:
+        raise ValueError(
+            "utility='given' needs batch.candidate_shapley (Shapley values from the reward side)"
+        )
+    check_tensor("candidate_shapley", given)
+    if given.shape != scores.shape:
+        raise ValueError(
+            f"candidate_shapley must have the shape of candidate_scores {tuple(scores.shape)}, got {tuple(given.shape)}"
+        )
+    check_finite("candidate_shapley", given)
+    return torch.where(present, given.to(scores.dtype), torch.zeros_like(scores))
+
+
 def _candidate_shapley(utility: str | CandidateShapley, scores: Tensor, present: Tensor) -> Tensor:
     if isinstance(utility, str):
         _choice("utility", utility, tuple(UTILITIES))
@@ -296,7 +312,9 @@ def shape_grpo_estimator(
     Options (defaults first):
         utility: ``"max"`` | ``"min"`` | ``"additive"`` | a callable ``(scores [B, K], present [B, K])
             -> phi [B, K]``, e.g. built on :func:`credo.credit.shapley.shapley_exact` for any set
-            utility. v(N) is taken as sum_k phi_k (efficiency, v(empty) = 0).
+            utility | ``"given"``: ``batch.candidate_shapley``, computed by the reward side for a set
+            utility the scores do not describe (coverage of categories, for example). v(N) is taken
+            as sum_k phi_k (efficiency, v(empty) = 0).
         outside: ``"set_reward"`` | ``"zero"`` | ``"mean_phi"``: what tokens outside every candidate get.
         normalize: ``"candidates"`` | ``"responses"`` | ``"none"``; scale: divide by the std (True).
         length_normalize: divide each candidate's token advantage by its token count (False).
@@ -312,7 +330,10 @@ def shape_grpo_estimator(
     """
     _common_options(outside, normalize, set_reward, scale, length_normalize, eps)
     scores, spans, present = check_candidates(batch)
-    phi = _candidate_shapley(utility, scores, present)
+    if utility == "given":
+        phi = _given_shapley(batch, scores, present)
+    else:
+        phi = _candidate_shapley(utility, scores, present)
     R = _set_reward(batch, phi.sum(dim=1), set_reward, phi.dtype, atol)
     advantages, cand_adv, outside_adv = candidate_token_advantages(
         phi, R, present, spans, batch.response_mask, group_ids_of(batch),

@@ -38,6 +38,9 @@ class CreditBatch:
         candidate_scores: ``[B, K]`` per-candidate scores (for ``"shape_grpo"``, ``"wta"``).
         candidate_spans: ``[B, K, 2]`` long, ``[start, end)`` token span of each candidate in the row
             (same token axis as ``response_mask``); ``-1`` marks a candidate with no span.
+        candidate_shapley: ``[B, K]`` Shapley values the reward side computed for its own set
+            utility (e.g. coverage, whose game the scores alone do not describe); used by
+            ``shape_grpo`` with ``utility="given"``.
     """
 
     rewards: Tensor
@@ -48,6 +51,7 @@ class CreditBatch:
     values: Tensor | None = None
     candidate_scores: Tensor | None = None
     candidate_spans: Tensor | None = None
+    candidate_shapley: Tensor | None = None
 
     @property
     def batch_size(self) -> int:

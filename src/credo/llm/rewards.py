@@ -43,6 +43,7 @@ class CandidateScores:
     scores: Sequence[float]
     spans: Sequence[tuple[int, int] | None]
     set_reward: float
+    shapley: Sequence[float] | None = None  # Shapley values of the task's own set utility, if it has them
 
     def __post_init__(self) -> None:
         if len(self.scores) != len(self.spans):
@@ -144,6 +145,7 @@ class RewardOutput:
         token_rewards: ``[B, L]`` weighted per-step rewards, or None.
         candidate_scores: ``[B, K]`` or None; candidate_spans: ``[B, K, 2]`` long token spans on the
             completion axis (``-1`` where a candidate has none), or None.
+        candidate_shapley: ``[B, K]`` Shapley values given by the candidate function, or None.
         per_function: ``name -> [B]`` unweighted reward of each function (for logging).
     """
 
@@ -152,6 +154,7 @@ class RewardOutput:
     candidate_scores: Tensor | None
     candidate_spans: Tensor | None
     per_function: dict[str, Tensor]
+    candidate_shapley: Tensor | None = None
 
 
 def _check_length(name: str, values: Sequence[Any], B: int) -> None:
@@ -182,6 +185,7 @@ def compute_rewards(
     token_rewards: Tensor | None = None
     scores_t: Tensor | None = None
     spans_t: Tensor | None = None
+    shapley_t: Tensor | None = None
     per_function: dict[str, Tensor] = {}
 
     def get_offsets() -> list[list[tuple[int, int]]]:
@@ -205,6 +209,22 @@ def compute_rewards(
             scores_t = torch.zeros(B, K, dtype=torch.float32)
             spans_t = torch.full((B, K, 2), -1, dtype=torch.long)
             set_rewards = torch.tensor([_finite(rf.name, c.set_reward) for c in out], dtype=torch.float32)
+            with_shapley = [c.shapley is not None for c in out]
+            if any(with_shapley) and not all(with_shapley):
+                raise ValueError(
+                    f"candidate reward function {rf.name!r} gave Shapley values for some completions only"
+                )
+            if all(with_shapley):
+                shapley_t = torch.zeros(B, K, dtype=torch.float32)
+                for b, cand in enumerate(out):
+                    if len(cand.shapley) != len(cand.scores):
+                        raise ValueError(
+                            f"candidate reward function {rf.name!r}: {len(cand.shapley)} Shapley values "
+                            f"for {len(cand.scores)} candidates"
+                        )
+                    shapley_t[b, : len(cand.shapley)] = torch.tensor(
+                        [_finite(rf.name, v) for v in cand.shapley]
+                    )
             for b, cand in enumerate(out):
                 k = len(cand.scores)
                 scores_t[b, :k] = torch.tensor([_finite(rf.name, s) for s in cand.scores])
@@ -231,5 +251,6 @@ def compute_rewards(
         token_rewards=None if token_rewards is None else token_rewards.to(device),
         candidate_scores=None if scores_t is None else scores_t.to(device),
         candidate_spans=None if spans_t is None else spans_t.to(device),
+        candidate_shapley=None if shapley_t is None else shapley_t.to(device),
         per_function={k: v.to(device) for k, v in per_function.items()},
     )

@@ -577,6 +577,7 @@ class Trainer:
                 values=batch.values,
                 candidate_scores=scored.candidate_scores,
                 candidate_spans=scored.candidate_spans,
+                candidate_shapley=scored.candidate_shapley,
             ),
             **cfg.credit.options,
         )

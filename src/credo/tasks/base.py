@@ -102,8 +102,19 @@ class SetScoring:
         """This scoring as :class:`credo.llm.rewards.CandidateScores` (scores, spans, set reward)."""
         from credo.llm.rewards import CandidateScores
 
+        shapley = None
+        if self.coverage is not None and self.category_weights is not None:
+            # The set utility is coverage, not the max of the scores: give the trainer its Shapley
+            # values (closed form: each category's weight split among the candidates covering it).
+            import torch
+
+            from credo.credit.set_utilities import shapley_coverage
+
+            weights = torch.tensor(self.category_weights, dtype=torch.float64)
+            covers = torch.tensor(self.coverage, dtype=torch.bool).reshape(len(self.scores), len(weights))
+            shapley = shapley_coverage(covers, weights).tolist()
         return CandidateScores(
-            scores=list(self.scores), spans=list(self.char_spans), set_reward=self.set_reward
+            scores=list(self.scores), spans=list(self.char_spans), set_reward=self.set_reward, shapley=shapley
         )
 
 
