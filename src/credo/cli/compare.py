@@ -51,21 +51,11 @@ class CompareConfig:
     output_dir: str = "runs/compare"
 
 
-def shipped_compare_configs() -> dict[str, Path]:
-    """Name -> path of the comparison configs shipped in ``credo/configs/compare``."""
-    folder = Path(__file__).resolve().parent.parent / "configs" / "compare"
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
-
-
 def resolve_compare_config(name: str) -> Path:
-    """A path to a YAML file, or the name of a shipped comparison config."""
-    path = Path(name)
-    if path.exists():
-        return path
-    shipped = shipped_compare_configs()
-    if name in shipped:
-        return shipped[name]
-    raise ValueError(f"compare config {name!r} is neither a file nor a shipped config ({', '.join(shipped)})")
+    """A path to a YAML file, or the name of a comparison config shipped in ``credo/configs/compare``."""
+    from credo.cli.train import resolve_config_path
+
+    return resolve_config_path(name, "compare")
 
 
 def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:

@@ -11,18 +11,19 @@ import argparse
 from pathlib import Path
 
 
-def shipped_configs() -> dict[str, Path]:
-    """Name -> path of the YAML configs shipped in ``credo/configs``."""
-    folder = Path(__file__).resolve().parent.parent / "configs"
+def shipped_configs(subfolder: str = "") -> dict[str, Path]:
+    """Name -> path of the YAML configs shipped in ``credo/configs`` (or a subfolder of it, such as
+    ``"compare"``)."""
+    folder = Path(__file__).resolve().parent.parent / "configs" / subfolder
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
-def resolve_config_path(name: str) -> Path:
-    """A path to a YAML file, or the name of a shipped config."""
+def resolve_config_path(name: str, subfolder: str = "") -> Path:
+    """A path to a YAML file, or the name of a shipped config (in ``subfolder`` of the configs)."""
     path = Path(name)
     if path.exists():
         return path
-    shipped = shipped_configs()
+    shipped = shipped_configs(subfolder)
     if name in shipped:
         return shipped[name]
     raise ValueError(
