@@ -97,13 +97,14 @@ class SetScoring:
     issues: tuple[str, ...] = ()
     coverage: tuple[tuple[bool, ...], ...] | None = None
     category_weights: tuple[float, ...] | None = None
+    shapley: tuple[float, ...] | None = None
 
     def to_candidate_scores(self) -> Any:
         """This scoring as :class:`credo.llm.rewards.CandidateScores` (scores, spans, set reward)."""
         from credo.llm.rewards import CandidateScores
 
-        shapley = None
-        if self.coverage is not None and self.category_weights is not None:
+        shapley = None if self.shapley is None else list(self.shapley)
+        if shapley is None and self.coverage is not None and self.category_weights is not None:
             # The set utility is coverage, not the max of the scores: give the trainer its Shapley
             # values (closed form: each category's weight split among the candidates covering it).
             import torch
@@ -235,6 +236,19 @@ class SetTask(ABC):
         (for the max game: the max of the masked scores, 0 for the empty coalition)."""
         return max_coalition_utility(scores)
 
+    def candidate_shapley(
+        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
+    ) -> list[float] | None:
+        """Shapley values of this task's set utility for these candidates, when the trainer cannot
+        derive them from the scores (the max game it computes itself): None by default."""
+        return None
+
+    def _shapley_tuple(
+        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
+    ) -> tuple[float, ...] | None:
+        phi = self.candidate_shapley(prompt, candidates, scores)
+        return None if phi is None else tuple(float(p) for p in phi)
+
     def _pad(self, parsed: ParsedCandidates) -> tuple[list[str], list[tuple[int, int] | None]]:
         candidates = list(parsed.candidates[: self.k])
         spans = list(parsed.spans[: self.k])
@@ -258,6 +272,7 @@ class SetTask(ABC):
             char_spans=tuple(spans),
             scores=tuple(scores),
             set_reward=float(self.set_utility(prompt, candidates, scores)),
+            shapley=self._shapley_tuple(prompt, candidates, scores),
             parsed_ok=parsed.parsed_ok,
             reason=parsed.reason,
             issues=parsed.issues,

@@ -31,14 +31,14 @@ import re
 import unicodedata
 import warnings
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from credo.tasks.base import SetTask, TaskPrompt, first_occurrences
+from credo.tasks.base import SetTask, TaskPrompt, first_occurrences, max_coalition_utility
 
 __all__ = [
     "REQUIRED_RATING_COLUMNS",
@@ -281,12 +281,26 @@ class CatalogueRecommendation(SetTask):
 
     Score of a candidate: ``utilities(prompt)[i]`` in ``[0, 1]`` for the catalogue item ``i`` it names,
     0 when it names no item, repeats an earlier candidate's item, or names an item of the prompt.
-    Set utility: the max. ``demo_candidates``: each slot is, with probability ``p_good``, a random item
+    Set utility: the max, plus ``count_bonus * (valid candidates) / K`` when ``count_bonus > 0``: a
+    user who asked for K recommendations values K useful ones, so an answer cannot reach the top by
+    naming one good item and no others. The bonus is an additive game, so its Shapley value is
+    ``count_bonus / K`` per valid candidate on top of the max game's (:meth:`candidate_shapley`).
+    ``demo_candidates``: each slot is, with probability ``p_good``, a random item
     among the user's ``good_pool`` best unseen items, otherwise a uniformly random unseen item.
     """
 
-    def __init__(self, k: int, item_names: Sequence[str], p_good: float = 0.5, good_pool: int = 5) -> None:
+    def __init__(
+        self,
+        k: int,
+        item_names: Sequence[str],
+        p_good: float = 0.5,
+        good_pool: int = 5,
+        count_bonus: float = 0.0,
+    ) -> None:
         super().__init__(k)
+        if not count_bonus >= 0.0:
+            raise ValueError(f"count_bonus must be >= 0, got {count_bonus}")
+        self.count_bonus = float(count_bonus)
         if not 0.0 <= p_good <= 1.0:
             raise ValueError(f"p_good must be in [0, 1], got {p_good}")
         if good_pool < 1:
@@ -297,6 +311,40 @@ class CatalogueRecommendation(SetTask):
         self._alias: dict[str, int] = {}
         for i, name in enumerate(self.item_names):
             self._add_alias(name, i)
+
+    def set_utility(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> float:
+        """The max score, plus ``count_bonus`` times the share of the K candidates that are valid."""
+        best = max((float(x) for x in scores), default=0.0)
+        return best + self.count_bonus * sum(float(x) > 0 for x in scores) / self.k
+
+    def coalition_utility(
+        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
+    ) -> Callable[[Any], Any]:
+        base = max_coalition_utility(scores)
+        if self.count_bonus == 0.0:
+            return base
+        import torch
+
+        valid = torch.tensor([float(x) > 0 for x in scores])
+
+        def utility(mask: Any) -> Any:
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+            return base(mask) + self.count_bonus * (mask & valid).sum(-1).to(torch.float64) / self.k
+
+        return utility
+
+    def candidate_shapley(
+        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
+    ) -> list[float] | None:
+        """With a count bonus: the max game's closed form plus ``count_bonus / K`` per valid candidate."""
+        if self.count_bonus == 0.0:
+            return None
+        import torch
+
+        from credo.credit.shapley import shapley_max
+
+        phi = shapley_max(torch.tensor([float(x) for x in scores], dtype=torch.float64)).tolist()
+        return [p + (self.count_bonus / self.k if float(x) > 0 else 0.0) for p, x in zip(phi, scores)]
 
     def _add_alias(self, name: str, item: int) -> None:
         key = normalise_title(name)
@@ -400,6 +448,7 @@ class MovieLensRecommendation(CatalogueRecommendation):
         p_good: float = 0.5,
         good_pool: int = 10,
         seed: int = 0,
+        count_bonus: float = 0.0,
     ) -> None:
         if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 2:
             raise ValueError(f"n_items must be an int >= 2, got {n_items!r}")
@@ -437,7 +486,7 @@ class MovieLensRecommendation(CatalogueRecommendation):
             raise ValueError(
                 f"ratings: only {len(names)} movies fit the catalogue; need at least {max(2, k)}"
             )
-        super().__init__(k, names, p_good=p_good, good_pool=good_pool)
+        super().__init__(k, names, p_good=p_good, good_pool=good_pool, count_bonus=count_bonus)
         self.movie_ids = np.asarray(movie_ids)
         for i, movie_id in enumerate(movie_ids):  # full titles match too
             self._add_alias(_clean_title(first_title[movie_id]), i)
@@ -601,6 +650,7 @@ class SyntheticRecommendation(CatalogueRecommendation):
         p_good: float = 0.5,
         good_pool: int = 3,
         seed: int = 0,
+        count_bonus: float = 0.0,
     ) -> None:
         if not 2 <= n_categories <= len(SYNTHETIC_CATEGORIES):
             raise ValueError(f"n_categories must be in [2, {len(SYNTHETIC_CATEGORIES)}], got {n_categories}")
@@ -616,7 +666,7 @@ class SyntheticRecommendation(CatalogueRecommendation):
             raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
         categories = list(SYNTHETIC_CATEGORIES)[:n_categories]
         names = [n for c in categories for n in SYNTHETIC_CATEGORIES[c][:items_per_category]]
-        super().__init__(k, names, p_good=p_good, good_pool=good_pool)
+        super().__init__(k, names, p_good=p_good, good_pool=good_pool, count_bonus=count_bonus)
         self.categories = categories
         self.n_primary, self.n_secondary = n_primary, n_secondary
         self.item_category = np.repeat(np.arange(n_categories), items_per_category)
