@@ -298,8 +298,23 @@ def sample_completions(
     completion_mask = completion_mask_from_ids(completion_ids, eos)
     completion_ids = completion_ids.masked_fill(~completion_mask, pad)
     logprobs = logprobs.masked_fill(~completion_mask, 0.0)
-    completions = decode_completions(tokenizer, completion_ids, completion_mask)
-    N = len(prompts)
+    return rollout_batch(
+        tokenizer, prompts, group_size, prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs
+    )
+
+
+def rollout_batch(
+    tokenizer: Any,
+    prompts: Sequence[str],
+    group_size: int,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    logprobs: Tensor,
+) -> RolloutBatch:
+    """The :class:`RolloutBatch` of ``group_size`` sampled completions per prompt (rows prompt-major,
+    prompt tensors already repeated per completion), with decoded texts; any sampling backend ends here."""
     return RolloutBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -309,9 +324,9 @@ def sample_completions(
         ref_logprobs=None,
         values=None,
         prompts=[p for p in prompts for _ in range(group_size)],
-        completions=completions,
+        completions=decode_completions(tokenizer, completion_ids, completion_mask),
         group_size=group_size,
-        prompt_index=torch.arange(N, device=device).repeat_interleave(group_size),
+        prompt_index=torch.arange(len(prompts), device=completion_ids.device).repeat_interleave(group_size),
     )
 
 

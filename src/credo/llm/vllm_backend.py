@@ -17,9 +17,9 @@ import torch
 from credo.llm.rollout import (
     RolloutBatch,
     completion_mask_from_ids,
-    decode_completions,
     encode_prompts,
     eos_token_ids,
+    rollout_batch,
     sequence_logprobs,
 )
 
@@ -99,16 +99,6 @@ def sample_completions_vllm(trainer: Any, prompts: list[str]) -> RolloutBatch:
         logprobs = sequence_logprobs(
             trainer.unwrapped_model, prompt_ids, prompt_mask, completion_ids, completion_mask, rc.temperature
         )
-    return RolloutBatch(
-        prompt_ids=prompt_ids,
-        prompt_mask=prompt_mask,
-        completion_ids=completion_ids,
-        completion_mask=completion_mask,
-        logprobs=logprobs,
-        ref_logprobs=None,
-        values=None,
-        prompts=[p for p in prompts for _ in range(G)],
-        completions=decode_completions(tokenizer, completion_ids, completion_mask),
-        group_size=G,
-        prompt_index=torch.arange(len(prompts), device=device).repeat_interleave(G),
+    return rollout_batch(
+        tokenizer, prompts, G, prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs
     )
