@@ -317,7 +317,8 @@ def run_child(cmd: list[str], timeout: float | None) -> str | None:
     return None
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--variant``, ``--model-dir`` and ``--json-out`` are for child processes)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -372,7 +373,12 @@ def main() -> None:
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def apply_device_defaults(args: argparse.Namespace) -> None:
+    """Fill in the options left unset with their CPU or CUDA defaults (``--model`` aside: only the
+    parent process resolves it)."""
     cuda = args.device == "cuda"
     args.prompts = args.prompts or (8 if cuda else 1)
     args.new_tokens = args.new_tokens or (256 if cuda else 32)
@@ -383,63 +389,59 @@ def main() -> None:
     args.rounds = args.rounds or (1 if cuda else 2)
     if args.child_timeout is None and cuda:
         args.child_timeout = 280.0
-    if args.variant:
-        child(args)
-        return
 
-    work = Path(tempfile.mkdtemp(prefix="trainer_bench_"))
-    model_dir = work / "model"
-    args.model = args.model or ("anchor" if cuda else "tiny")
-    params = build_model_dir(model_dir, args.model, "bfloat16" if cuda else "float32", args.full_length)
+
+def child_argv(argv: list[str], out: str | None) -> list[str]:
+    """The parent's command-line arguments without ``--out PATH`` (children write no summary)."""
+    passthrough = [a for a in argv if a not in ("--out",)]
+    if out:  # drop "--out PATH" from what children get
+        i = passthrough.index(out) if out in passthrough else -1
+        passthrough = [a for j, a in enumerate(passthrough) if j != i]
+    return passthrough
+
+
+def run_variant_round(
+    variant: str,
+    round_index: int,
+    args: argparse.Namespace,
+    passthrough: list[str],
+    work: Path,
+    model_dir: Path,
+    results: dict[str, Any],
+) -> None:
+    """Run ``variant`` once in its own process and keep its best (lowest median step) run in
+    ``results[variant]``, or ``{"error": reason}`` when it fails (a credo variant on CUDA whose
+    compiled decoding fails is retried once with ``--no-compile``)."""
+    cuda = args.device == "cuda"
+    out = work / f"{variant}_{round_index}.json"
+    cmd = [sys.executable, __file__, *passthrough, "--variant", variant, "--model-dir", str(model_dir),
+           "--json-out", str(out)]  # fmt: skip
+    print(f"running {variant} (round {round_index + 1}/{args.rounds}) ...", flush=True)
+    error = run_child(cmd, args.child_timeout)
+    if error and cuda and variant.startswith("credo") and not args.no_compile:
+        # compiled static-cache decoding failed here: measure the eager path instead, and say so
+        print(f"  {variant}: compiled decoding failed ({error}); retrying with --no-compile", flush=True)
+        cmd = [*cmd, "--no-compile"]
+        error = run_child(cmd, args.child_timeout)
+    if error:
+        results[variant] = {"error": error}
+        return
+    r = json.loads(out.read_text())
+    r["no_compile"] = args.no_compile or "--no-compile" in cmd
     print(
-        f"model: Qwen2, {params / 1e6:.1f}M parameters; {args.prompts} prompts x {args.group_size} completions x "
-        f"{args.new_tokens} new tokens; beta={args.beta}; device={args.device}",
+        f"  {variant:11s} {r['median_step_s']:.3f} s/step (median)  {r['completion_tokens_per_s']:9.1f} "
+        f"completion tok/s  peak {r['peak_mem_GiB']:.2f} GiB ({r['peak_mem_kind']})  "
+        f"mean length {r['mean_completion_length']}",
         flush=True,
     )
-    results: dict[str, Any] = {
-        "params": params,
-        "setup": {k: v for k, v in vars(args).items() if k not in ("variant", "model_dir", "json_out")},
-    }
-    passthrough = [a for a in sys.argv[1:] if a not in ("--out",)]
-    if args.out:  # drop "--out PATH" from what children get
-        i = passthrough.index(args.out) if args.out in passthrough else -1
-        passthrough = [a for j, a in enumerate(passthrough) if j != i]
-    variants = args.variants.split(",")
-    for variant in variants:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
-    # rounds: every variant runs once per round, in turn, and keeps its best (lowest median) run, so a
-    # burst of load from another process on a shared machine does not land on one side only
-    for round_index in range(args.rounds):
-        for variant in variants:
-            if "error" in results.get(variant, {}):
-                continue
-            out = work / f"{variant}_{round_index}.json"
-            cmd = [sys.executable, __file__, *passthrough, "--variant", variant, "--model-dir", str(model_dir),
-                   "--json-out", str(out)]  # fmt: skip
-            print(f"running {variant} (round {round_index + 1}/{args.rounds}) ...", flush=True)
-            error = run_child(cmd, args.child_timeout)
-            if error and cuda and variant.startswith("credo") and not args.no_compile:
-                # compiled static-cache decoding failed here: measure the eager path instead, and say so
-                print(
-                    f"  {variant}: compiled decoding failed ({error}); retrying with --no-compile", flush=True
-                )
-                cmd = [*cmd, "--no-compile"]
-                error = run_child(cmd, args.child_timeout)
-            if error:
-                results[variant] = {"error": error}
-                continue
-            r = json.loads(out.read_text())
-            r["no_compile"] = args.no_compile or "--no-compile" in cmd
-            print(
-                f"  {variant:11s} {r['median_step_s']:.3f} s/step (median)  {r['completion_tokens_per_s']:9.1f} "
-                f"completion tok/s  peak {r['peak_mem_GiB']:.2f} GiB ({r['peak_mem_kind']})  "
-                f"mean length {r['mean_completion_length']}",
-                flush=True,
-            )
-            best = results.get(variant)
-            if best is None or r["median_step_s"] < best["median_step_s"]:
-                results[variant] = r
+    best = results.get(variant)
+    if best is None or r["median_step_s"] < best["median_step_s"]:
+        results[variant] = r
+
+
+def report_ratios(results: dict[str, Any]) -> None:
+    """Print and add to ``results`` credo's ratios to TRL (tokens/s, peak memory) and RLOO's and
+    GRPO's to PPO with a critic (speed-up, memory saving), for the pairs that both ran."""
 
     def ok(name: str) -> bool:
         return name in results and "error" not in results[name]
@@ -461,6 +463,42 @@ def main() -> None:
             print(
                 f"  {ours} vs PPO+critic: {speed:.2f}x faster per step, {100 * saving:.0f}% less peak memory"
             )
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    apply_device_defaults(args)
+    if args.variant:
+        child(args)
+        return
+
+    cuda = args.device == "cuda"
+    work = Path(tempfile.mkdtemp(prefix="trainer_bench_"))
+    model_dir = work / "model"
+    args.model = args.model or ("anchor" if cuda else "tiny")
+    params = build_model_dir(model_dir, args.model, "bfloat16" if cuda else "float32", args.full_length)
+    print(
+        f"model: Qwen2, {params / 1e6:.1f}M parameters; {args.prompts} prompts x {args.group_size} completions x "
+        f"{args.new_tokens} new tokens; beta={args.beta}; device={args.device}",
+        flush=True,
+    )
+    results: dict[str, Any] = {
+        "params": params,
+        "setup": {k: v for k, v in vars(args).items() if k not in ("variant", "model_dir", "json_out")},
+    }
+    passthrough = child_argv(sys.argv[1:], args.out)
+    variants = args.variants.split(",")
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    # rounds: every variant runs once per round, in turn, and keeps its best (lowest median) run, so a
+    # burst of load from another process on a shared machine does not land on one side only
+    for round_index in range(args.rounds):
+        for variant in variants:
+            if "error" in results.get(variant, {}):
+                continue
+            run_variant_round(variant, round_index, args, passthrough, work, model_dir, results)
+    report_ratios(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(json.dumps({k: v for k, v in results.items() if k != "setup"}, default=str)[:4000])

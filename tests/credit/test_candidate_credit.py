@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from credo.credit import CreditBatch, compute_credit, grpo_advantages
 from credo.credit.candidate_credit import winners
+from credo.credit.games import AdditiveGame, FunctionGame, SetGame
 from credo.credit.set_utilities import max_utility
 from credo.credit.shapley import shapley_exact
 
@@ -397,22 +398,29 @@ def test_explicit_group_ids_and_uneven_groups() -> None:
     torch.testing.assert_close(a[order], b, rtol=0, atol=1e-12)
 
 
-def test_other_utilities() -> None:
+def test_other_games() -> None:
+    """Any game in batch.candidate_game: additive, a black-box function, forced Shapley methods."""
     batch = _hand_batch()
-    additive = compute_credit("shape_grpo", batch, utility="additive", normalize="none")
+    scores = batch.candidate_scores
+
+    def with_game(game: SetGame) -> CreditBatch:
+        return CreditBatch(**{**batch.__dict__, "candidate_game": game})
+
+    additive = compute_credit("shape_grpo", with_game(AdditiveGame(scores)), normalize="none")
     assert additive.info["phi"].tolist() == [[0.9, 0.3], [0.5, 0.0]]
-    minimum = compute_credit("shape_grpo", batch, utility="min", normalize="none")
+
+    def least(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:  # the min game
+        picked = torch.where(masks, features[:, None, :], torch.full((), torch.inf, dtype=features.dtype))
+        return torch.where(masks.any(-1), picked.amin(-1), torch.zeros((), dtype=features.dtype))
+
+    minimum = compute_credit("shape_grpo", with_game(FunctionGame(scores, least)), normalize="none")
     torch.testing.assert_close(minimum.info["phi"][0].sum(), torch.tensor(0.3, dtype=torch.float64))
-
-    def halves(scores: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        return scores / 2
-
-    custom = compute_credit("shape_grpo", batch, utility=halves, normalize="none")
-    assert custom.info["phi"].tolist() == [[0.45, 0.15], [0.25, 0.0]]
-    with pytest.raises(ValueError, match="utility"):
-        compute_credit("shape_grpo", batch, utility=lambda s, p: s[:, :1])
-    with pytest.raises(ValueError, match="utility"):
-        compute_credit("shape_grpo", batch, utility="median")
+    exact = compute_credit("shape_grpo", batch, normalize="none", shapley="exact")
+    torch.testing.assert_close(
+        exact.info["phi"], compute_credit("shape_grpo", batch, normalize="none").info["phi"]
+    )
+    with pytest.raises(ValueError, match="method must be one of"):
+        compute_credit("shape_grpo", batch, shapley="median")
 
 
 def test_wta_ties() -> None:

@@ -46,8 +46,8 @@ print(
     "RESULT "
     + json.dumps(
         {
-            "rank": trainer.rank,
-            "world": trainer.world_size,
+            "rank": trainer.dist.rank,
+            "world": trainer.dist.world_size,
             "checksum": checksum,
             "prompts": trainer.prompts_for_step(0),
             "reward": history[-1]["reward/mean"],

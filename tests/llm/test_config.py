@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -15,7 +16,9 @@ TINY = {"model": {"hidden_size": 32, "num_heads": 2, "context_length": 64}, "pro
 
 def test_yaml_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("rollout:\n  group_size: 4\nloss:\n  kl_beta: 1e-3\ncredit:\n  options: {lam: 0.9}\n")
+    path.write_text(
+        "rollout:\n  group_size: 4\nloss:\n  kl_beta: 1e-3\ncredit:\n  estimator: gae\n  options: {lam: 0.9}\n"
+    )
     config = load_config(path, ["--rollout.group_size", "6", "--optim.lr=2e-5", "--loss.epochs", "1"])
     assert isinstance(config, TrainConfig)
     assert config.rollout.group_size == 6 and config.optim.lr == 2e-5 and config.loss.kl_beta == 1e-3
@@ -145,20 +148,76 @@ def test_vllm_backend_without_vllm_fails_before_training() -> None:
         _trainer({"rollout": {"backend": "vllm"}}, reward_functions=toy.letter_fraction_reward, prompts=["a"])
 
 
-def test_set_task_supplies_prompts_rewards_and_sft_pairs() -> None:
-    config = config_from_dict(
-        {
-            **TINY,
-            "task": {"set_task": "synthetic_recommendation", "num_prompts": 8},
-            "sft": {"steps": 2},
-            "rollout": {"group_size": 2, "prompts_per_step": 2, "max_new_tokens": 24},
-            "steps": 1,
-        }
-    )
-    config.model.context_length = 128
-    trainer = Trainer(config)
-    assert len(trainer.prompts) == 8 and [r.kind for r in trainer.reward_fns] == ["candidates"]
-    _, scored, _, _ = trainer.make_experience(trainer.prompts[:2])
-    assert scored.candidate_scores is not None and scored.candidate_scores.shape == (4, 3)
-    with pytest.raises(ValueError, match=r"task\.set_task"):
-        Trainer(config_from_dict({**TINY, "task": {"set_task": "no_such_task"}}))
+def test_wrong_estimator_option_fails_when_the_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import credo.llm.models
+
+    def no_model(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(credo.llm.models, "load_policy", no_model)
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as error:
+        load_config(None, ["--credit.estimator", "gae", "--credit.options", "{lamda: 0.9}"])
+    assert time.perf_counter() - start < 1.0
+    message = str(error.value)
+    assert "'credit.options.lamda'" in message and "estimator 'gae' has no option 'lamda'" in message
+    assert "its options: gamma, lam, whiten" in message and "did you mean 'lam'?" in message
+    with pytest.raises(ValueError, match=r"'credit.options.whiten'.*true or false; got 'yes'"):
+        load_config(None, ["--credit.estimator", "gae", "--credit.options", "{whiten: 'yes'}"])
+    assert load_config(None, ["--credit.options", "{eps: 1e-5}"]).credit.options == {"eps": 1e-5}
+
+
+def test_estimator_options_are_checked_against_their_annotations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from credo.credit import ESTIMATORS
+    from credo.credit.registry import EstimatorSpec, bind_options
+
+    def fake(
+        batch: Any,
+        mode: Literal["a", "b"] = "a",
+        name: str = "x",
+        k: int = 1,
+        lr: float = 0.1,
+        on: bool = True,
+    ) -> Any:
+        return None
+
+    monkeypatch.setitem(ESTIMATORS, "fake", EstimatorSpec(name="fake", fn=fake))
+    assert bind_options("fake", {"mode": "b", "name": "y", "k": 2, "lr": 1, "on": False}) == {
+        "mode": "b",
+        "name": "y",
+        "k": 2,
+        "lr": 1,
+        "on": False,
+    }
+    for options, match in [
+        ({"mode": "c"}, r"'credit.options.mode'.*one of 'a', 'b'; got 'c'"),
+        ({"name": 3}, r"'credit.options.name'.*a string; got 3"),
+        ({"k": 1.5}, r"'credit.options.k'.*an integer; got 1.5"),
+        ({"lr": "fast"}, r"'credit.options.lr'.*a number; got 'fast'"),
+        ({"batch": 1}, r"has no option 'batch'; its options: mode, name, k, lr, on"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            bind_options("fake", options)
+
+
+def test_wrong_choice_fails_naming_the_key_and_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("loss:\n  kl_mode: banana\n")
+    with pytest.raises(ValueError, match=r"'loss.kl_mode' must be one of 'reward', 'loss', got 'banana'"):
+        load_config(path)
+    config = TrainConfig()
+    config.critic.mode = "both"  # set in code: checked when validated
+    with pytest.raises(ValueError, match=r"'critic.mode' must be one of \('separate', 'shared'\)"):
+        Trainer(config)
+
+
+def test_reinforce_needs_a_batch_of_two() -> None:
+    overrides = ["--credit.estimator", "reinforce", "--rollout.group_size", "1", "--rollout.prompts_per_step"]
+    with pytest.raises(ValueError, match="'reinforce' needs a batch of at least 2 completions"):
+        load_config(None, [*overrides, "1"])
+    assert load_config(None, [*overrides, "2"]).credit.estimator == "reinforce"
+
+
+def test_set_task_configs_are_wired_by_the_cli() -> None:
+    with pytest.raises(ValueError, match=r"credo\.cli\.wiring\.build_trainer"):
+        _trainer({"task": {"set_task": "synthetic_recommendation"}})

@@ -9,17 +9,18 @@ from hypothesis import strategies as st
 
 from credo.credit import CreditBatch, compute_credit, kl_reward_penalty
 from credo.llm.config import TrainConfig, config_from_dict
+from credo.llm.critic import ValueModel
 from credo.llm.losses import (
     AGGREGATIONS,
     LossNormalizer,
     aggregate,
     batch_normalizer,
+    micro_batch_loss,
     policy_gradient_loss,
     ppo_clip_loss,
     value_loss,
 )
 from credo.llm.rollout import sample_completions
-from credo.llm.trainer import ValueModel, micro_batch_loss
 
 # ---- seed 003's REINFORCE and RLOO examples, through credo.credit + credo.llm.losses ---------------
 

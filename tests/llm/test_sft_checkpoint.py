@@ -9,8 +9,8 @@ import torch
 
 from credo.llm import toy
 from credo.llm.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from credo.llm.models import lr_lambda, step_seed
 from credo.llm.sft import sft_batch, sft_warmup
-from credo.llm.trainer import lr_lambda, step_seed
 
 
 def test_sft_labels_only_answer_and_eos(tokenizer: Any) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -61,16 +63,18 @@ def test_one_step_moves_probability_the_way_the_advantage_says(estimator: str) -
     trainer = Trainer(
         _config(credit={"estimator": estimator}), reward_functions=reward, prompts=["x y z:", "Hi:"]
     )
-    torch.manual_seed(1)
-    batch, _, credit, _ = trainer.make_experience(trainer.prompts)
+    policy_before = copy.deepcopy(trainer.model)
+    trainer.step()  # one rollout, its credit, one update
+    assert trainer.last_experience is not None
+    batch, credit = trainer.last_experience.batch, trainer.last_experience.credit
     advantages = credit.advantages.float()
     mask = batch.completion_mask
     assert advantages.abs().sum() > 0, "degenerate test: all advantages are zero"
 
-    def logp() -> torch.Tensor:
+    def logp(model: Any) -> torch.Tensor:
         with torch.no_grad():
             return sequence_logprobs(
-                trainer.model,
+                model,
                 batch.prompt_ids,
                 batch.prompt_mask,
                 batch.completion_ids,
@@ -78,9 +82,7 @@ def test_one_step_moves_probability_the_way_the_advantage_says(estimator: str) -
                 trainer.config.rollout.temperature,
             )
 
-    before = logp()
-    trainer.update(batch, advantages, credit.returns)
-    delta = logp() - before
+    delta = logp(trainer.model) - logp(policy_before)
     # first-order ascent on sum A_t log pi(y_t): the advantage-weighted change of log-probs is positive
     assert float((advantages * delta)[mask].sum()) > 0
     constant_per_row = all(
@@ -198,11 +200,17 @@ def test_memory_and_precision_options_run_a_step(options: dict[str, Any]) -> Non
     reference = Trainer(_config(), reward_functions=spread_reward, prompts=["ab", "cd"])
     trainer = Trainer(_config(**options), reward_functions=spread_reward, prompts=["ab", "cd"])
     torch.manual_seed(3)
-    batch, _, credit, _ = reference.make_experience(reference.prompts)
+    batch = reference.sampler.sample(["ab", "cd"])
+
+    class FixedSampler:  # both trainers' steps learn from the same rollout
+        def sample(self, prompts: list[str]) -> Any:
+            return dataclasses.replace(batch)
+
     grads = []
     for t in (reference, trainer):
+        t.sampler = FixedSampler()
         t.optimizer.step = lambda: None  # keep the parameters: compare gradients only
-        t.update(batch, credit.advantages.float(), credit.returns)
+        t.step()
         grads.append(torch.cat([p.grad.float().flatten() for p in t.model.parameters()]))
     if options.get("gradient_checkpointing"):
         torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
@@ -237,8 +245,14 @@ def test_candidate_credit_flows_end_to_end(monkeypatch: pytest.MonkeyPatch) -> N
         task={"sft_pairs": "credo.llm.toy:vowel_list_sft_pairs"},
     )
     trainer = Trainer(config, reward_functions=toy.vowel_candidates_reward, prompts=toy.vowel_list_prompts())
-    torch.manual_seed(0)
-    batch, scored, credit, _ = trainer.make_experience(trainer.prompts)
+    trainer.warm_up()  # SFT is an explicit call (train() makes it)
+    metrics = trainer.step()  # both prompts, G completions each
+    assert trainer.last_experience is not None
+    batch, scored, credit = (
+        trainer.last_experience.batch,
+        trainer.last_experience.rewards,
+        trainer.last_experience.credit,
+    )
     candidates = toy.vowel_candidates_reward(batch.prompts, batch.completions)
     checked = 0
     for b, cand in enumerate(candidates):
@@ -253,7 +267,6 @@ def test_candidate_credit_flows_end_to_end(monkeypatch: pytest.MonkeyPatch) -> N
             assert torch.allclose(credit.advantages[b, start:end], torch.tensor(cand.scores[k] - 0.5))
             checked += 1
     assert checked >= 8, "too few parsed candidates to check"
-    metrics = trainer.step()
     assert "credit/candidate_tokens_mean" in metrics
 
 
@@ -307,7 +320,7 @@ def test_dropout_is_disabled_so_training_logprobs_match_rollout(tokenizer: Any) 
         _config(), reward_functions=spread_reward, prompts=["ab", "cd"], model=model, tokenizer=tokenizer
     )
     assert all(m.p == 0.0 for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout))
-    batch, _, _, _ = trainer.make_experience(trainer.prompts)
+    batch = trainer.sampler.sample(["ab", "cd"])
     trainer.model.train()
     with torch.no_grad():
         again = sequence_logprobs(
@@ -334,3 +347,29 @@ def test_dict_prompts_pass_their_fields_to_reward_functions() -> None:
     assert len(texts) == 8 and all(t == {"say a: ": "a", "say b: ": "b"}[p] for p, t in zip(texts, targets))
     with pytest.raises(ValueError, match="'prompt' string"):
         Trainer(_config(), reward_functions=target_reward, prompts=[{"text": "x"}])
+
+
+def test_sft_is_an_explicit_call_that_train_makes() -> None:
+    config = _config(
+        sft={"steps": 5},
+        task={"sft_pairs": "credo.llm.toy:letters_sft_pairs"},
+        loss={"kl_beta": 0.1},
+        steps=2,
+    )
+    trainer = Trainer(config, reward_functions=spread_reward, prompts=["ab", "cd"])
+    initial = copy.deepcopy(trainer.model.state_dict())
+    assert trainer.warm_up_due and trainer.reference is None  # the constructor trains nothing
+    with pytest.raises(RuntimeError, match=r"warm_up\(\)"):
+        trainer.step()
+    trainer.warm_up()
+    assert not trainer.warm_up_due
+    assert any(not torch.equal(initial[k], v) for k, v in trainer.model.state_dict().items())
+    for a, b in zip(trainer.reference.parameters(), trainer.model.parameters()):  # the post-SFT policy
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    trainer.warm_up()  # once only
+    explicit = trainer.train()
+    implicit = Trainer(config, reward_functions=spread_reward, prompts=["ab", "cd"]).train()
+    drop = ("time/step_s", "time/rollout_s", "throughput/completion_tokens_per_s")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in explicit] == [
+        {k: v for k, v in m.items() if k not in drop} for m in implicit
+    ]

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from credo.tasks import TASKS, make_task, max_coalition_utility
+from credo.tasks import TASKS, make_task
 from credo.tasks.base import SetScoring, SetTask
 from credo.tasks.parsing import parse_numbered_list
 
@@ -59,10 +59,13 @@ def test_protocol(name: str, k: int) -> None:
         assert scoring.scores == tuple(task.score_candidates(p, demo))
         for c, span in zip(scoring.candidates, scoring.char_spans):
             assert span is not None and answer[span[0] : span[1]] == c
-        util = task.coalition_utility(p, scoring.candidates, scoring.scores)
+        game = task.game(p, scoring.candidates, scoring.scores)
+        assert game is scoring.game or (game.batch_size, game.num_players) == (1, k)
         masks = torch.tensor(list(itertools.product([False, True], repeat=k)), dtype=torch.bool)
-        values = util(masks)
+        values = game.value(masks)[0]
         assert values.shape == (2**k,)
+        # efficiency: the game's Shapley values sum to the set reward
+        assert float(scoring.game.shapley().sum()) == pytest.approx(scoring.set_reward, abs=1e-9)
         assert values[-1].item() == pytest.approx(scoring.set_reward, abs=1e-6)
         assert values[0].item() == 0.0
         # monotone: adding a candidate never lowers the utility (max, coverage, facility location)
@@ -79,23 +82,15 @@ def test_protocol(name: str, k: int) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6))
-def test_max_coalition_utility_matches_loop(scores: list[float]) -> None:
+def test_default_game_is_the_max_game(scores: list[float]) -> None:
+    task = build("synthetic_recommendation", len(scores))
+    prompt = task.prompts("train", 1)[0]
+    game = SetTask.game(task, prompt, [""] * len(scores), scores)
     K = len(scores)
     masks = torch.tensor(list(itertools.product([False, True], repeat=K)), dtype=torch.bool)
-    values = max_coalition_utility(scores)(masks)
-    for mask, v in zip(masks, values):
+    for mask, v in zip(masks, game.value(masks)[0]):
         expected = max((s for s, m in zip(scores, mask) if m), default=0.0)
-        assert v.item() == pytest.approx(expected, abs=1e-6)
-
-
-def test_max_coalition_utility_bad_masks() -> None:
-    util = max_coalition_utility([0.1, 0.2])
-    with pytest.raises(TypeError, match="bool tensor"):
-        util(torch.ones(1, 2))
-    with pytest.raises(ValueError, match=r"shape \[M, 2\]"):
-        util(torch.ones(1, 3, dtype=torch.bool))
-    with pytest.raises(TypeError, match=r"torch\.Tensor"):
-        util([[True, False]])
+        assert v.item() == pytest.approx(expected, abs=1e-12)
 
 
 def test_reward_function_for_the_trainer() -> None:

@@ -11,11 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from credo.credit.games import CoverageGame
 from credo.tasks.brainstorm import (
     Brainstorm,
     SemanticBrainstorm,
-    coverage_shapley,
-    coverage_utility,
     vocabulary,
 )
 
@@ -72,14 +71,14 @@ def test_themes_overlap_and_closed_form() -> None:
     assert s.coverage == ((True, True, False), (True, True, False), (False, False, True))
     assert s.scores == pytest.approx((2 / 3, 2 / 3, 1 / 3))
     assert s.set_reward == pytest.approx(1.0)
-    phi = coverage_shapley(s.coverage, s.category_weights)
+    phi = s.game.shapley()[0].tolist()
     assert phi == pytest.approx([1 / 3, 1 / 3, 1 / 3])
-    util = task.coalition_utility(prompt, s.candidates, s.scores)
     masks = all_masks(3)
-    values = util(masks)
+    values = s.game.value(masks)[0]
     for mask, v in zip(masks, values):
         subset = [c for c, m in zip(s.candidates, mask) if m]
-        assert v.item() == pytest.approx(task.set_utility(prompt, subset, []))
+        sub = task.game(prompt, subset, []) if subset else None
+        assert v.item() == pytest.approx(0.0 if sub is None else float(sub.grand_value()[0]))
     table = {tuple(m.tolist()): v.item() for m, v in zip(masks, values)}
     assert brute_force_shapley(lambda S: table[tuple(k in S for k in range(3))], 3) == pytest.approx(phi)
 
@@ -96,10 +95,10 @@ def test_themes_overlap_and_closed_form() -> None:
 def test_coverage_shapley_matches_enumeration(data) -> None:
     coverage, weights = data
     K = len(coverage)
-    util = coverage_utility(coverage, weights)
+    game = CoverageGame(torch.tensor([coverage]), torch.tensor([weights], dtype=torch.float64))
     masks = all_masks(K)
-    table = {tuple(m.tolist()): v.item() for m, v in zip(masks, util(masks))}
-    phi = coverage_shapley(coverage, weights)
+    table = {tuple(m.tolist()): v.item() for m, v in zip(masks, game.value(masks)[0])}
+    phi = game.shapley()[0].tolist()
     assert brute_force_shapley(lambda S: table[tuple(k in S for k in range(K))], K) == pytest.approx(
         phi, abs=1e-5
     )
@@ -134,8 +133,10 @@ def test_bad_arguments() -> None:
         Brainstorm(k=3, mode="themes", n_categories=20)
     with pytest.raises(ValueError, match="categories must be among"):
         Brainstorm(mode="themes").make_prompt(["planets"])
-    with pytest.raises(ValueError, match="mask must have shape"):
-        coverage_utility([[True]], [1.0])(torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="masks must be"):
+        CoverageGame(torch.ones(1, 1, 1, dtype=torch.bool), torch.ones(1, 1)).value(
+            torch.ones(2, 3, dtype=torch.bool)
+        )
 
 
 # ----- semantic coverage ---------------------------------------------------------------------------
@@ -161,9 +162,9 @@ def test_semantic_utility_is_facility_location() -> None:
     assert sim[1] == [0.0] * 15 and max(sim[0]) <= 1.0 and min(sim[0]) >= 0.0
     s = task.score_completion(prompt, task.format_answer(prompt, candidates))
     assert s.coverage is None
-    util = task.coalition_utility(prompt, s.candidates, s.scores)
     masks = all_masks(3)
-    values = util(masks)
+    values = s.game.value(masks)[0]
+    assert float(s.game.shapley().sum()) == pytest.approx(s.set_reward)  # efficiency
     for mask, v in zip(masks, values):
         chosen = [r for r, m in zip(sim, mask) if m]
         expected = sum(w * max((row[j] for row in chosen), default=0.0) for j, w in enumerate(weights))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from credo.credit import CreditBatch, compute_credit, shapley_exact
+from credo.credit import CreditBatch, compute_credit, shapley_exact, shapley_max
+from credo.credit.games import AdditiveGame, MaxGame, SetGame, cat_games
 from credo.tasks import make_task
 
 
@@ -18,14 +19,14 @@ def test_count_bonus_set_utility_and_shapley_match_enumeration() -> None:
     scoring = task.score_completion(prompt, answer)
     n_valid = sum(s > 0 for s in scoring.scores)
     assert scoring.set_reward == pytest.approx(max(scoring.scores) + 0.3 * n_valid / 3)
-    phi = torch.tensor(scoring.shapley, dtype=torch.float64)
-    exact = shapley_exact(task.coalition_utility(prompt, scoring.candidates, scoring.scores), 3)
+    phi = scoring.game.shapley()[0]  # closed forms: max game + bonus / K per valid candidate
+    exact = shapley_exact(lambda m: scoring.game.value(m).T, 3)[0]
     torch.testing.assert_close(phi, exact.to(torch.float64))
     assert float(phi.sum()) == pytest.approx(scoring.set_reward)
-    assert scoring.to_candidate_scores().shapley == pytest.approx(list(scoring.shapley))
-    # without the bonus the task leaves the (max game) Shapley values to the estimator
+    assert scoring.to_candidate_scores().game is scoring.game
+    # without the bonus the game is the plain max game
     plain = make_task("synthetic_recommendation", k=3).score_completion(prompt, answer)
-    assert plain.shapley is None and plain.set_reward == pytest.approx(max(plain.scores))
+    assert isinstance(plain.game, MaxGame) and plain.set_reward == pytest.approx(max(plain.scores))
 
 
 def test_one_good_candidate_earns_less_than_three_with_the_bonus() -> None:
@@ -35,9 +36,10 @@ def test_one_good_candidate_earns_less_than_three_with_the_bonus() -> None:
     bonus = 0.3
 
     def given(scores: torch.Tensor) -> torch.Tensor:
-        from credo.credit import shapley_max
-
         return shapley_max(scores) + bonus / 3 * (scores > 0)
+
+    def game(scores: torch.Tensor) -> SetGame:
+        return MaxGame(scores) + AdditiveGame(bonus / 3 * (scores > 0).double())
 
     assert float(given(three).sum()) > float(given(lone).sum())
     batch = CreditBatch(
@@ -46,7 +48,7 @@ def test_one_good_candidate_earns_less_than_three_with_the_bonus() -> None:
         group_size=2,
         candidate_scores=torch.cat([lone, three]),
         candidate_spans=torch.tensor([[[0, 1], [-1, -1], [-1, -1]], [[0, 1], [1, 2], [2, 3]]]),
-        candidate_shapley=torch.cat([given(lone), given(three)]),
+        candidate_game=cat_games([game(lone), game(three)]),
     )
-    result = compute_credit("shape_grpo", batch, utility="given", normalize="none")
+    result = compute_credit("shape_grpo", batch, normalize="none")
     torch.testing.assert_close(result.info["phi"][1], given(three)[0])

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from credo.llm.rollout import char_spans_to_token_spans
 from credo.tasks.parsing import (
     ParsedCandidates,
-    char_spans_to_token_spans,
     format_numbered_list,
     parse_numbered_list,
     unparsable_share,

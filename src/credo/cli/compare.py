@@ -34,6 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM
+
+from credo.cli.evaluate import evaluate_set_policy
+from credo.cli.report import markdown_report, plot_curves, summarize
+from credo.cli.train import resolve_config_path
+from credo.cli.wiring import build_trainer, make_set_task
+from credo.credit import ESTIMATORS
+from credo.credit.registry import bind_options
+from credo.llm.config import load_config, merge_config_dicts, parse_overrides
+from credo.llm.tiny import load_tokenizer, save_tokenizer
+
 METRICS = ("set_utility", "mean_candidate_score", "distinct_valid", "unparsable", "kl_to_start")
 
 
@@ -53,29 +66,46 @@ class CompareConfig:
 
 def resolve_compare_config(name: str) -> Path:
     """A path to a YAML file, or the name of a comparison config shipped in ``credo/configs/compare``."""
-    from credo.cli.train import resolve_config_path
 
     return resolve_config_path(name, "compare")
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``--key value`` overrides: top-level keys, or ``--train.KEY value`` for the train config."""
+    extra = parse_overrides(overrides)
+    train_extra = extra.pop("train", None)
+    if isinstance(train_extra, dict):
+        data["overrides"] = merge_config_dicts(data.get("overrides") or {}, train_extra)
+    elif train_extra is not None:
+        data["train"] = train_extra
+    data.update(extra)
+    return data
+
+
+def _check_compare_config(cfg: CompareConfig) -> None:
+    for name, options in cfg.estimators.items():
+        if name not in ESTIMATORS:
+            raise ValueError(
+                f"compare config 'estimators': unknown estimator {name!r}; known: {sorted(ESTIMATORS)}"
+            )
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"compare config 'estimators.{name}' must be a mapping of options")
+        bind_options(name, options or {})  # a wrong option fails now, naming the key
+    if not cfg.seeds:
+        raise ValueError("compare config 'seeds' must list at least one seed")
+    for key in ("eval_every", "eval_prompts", "eval_samples"):
+        if int(getattr(cfg, key)) < 1:
+            raise ValueError(f"compare config {key!r} must be >= 1, got {getattr(cfg, key)}")
 
 
 def load_compare_config(path: str | Path, overrides: list[str] | None = None) -> CompareConfig:
     """Read and check a comparison config; ``overrides`` as ``--key value`` (top-level keys, or
     ``--train.KEY value`` for the train config)."""
-    import yaml
-
-    from credo.llm.config import _merge, parse_overrides
-
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise TypeError(f"compare config {str(path)!r} must hold a mapping")
     if overrides:
-        extra = parse_overrides(overrides)
-        train_extra = extra.pop("train", None)
-        if isinstance(train_extra, dict):
-            data["overrides"] = _merge(data.get("overrides") or {}, train_extra)
-        elif train_extra is not None:
-            data["train"] = train_extra
-        data.update(extra)
+        data = _apply_overrides(data, overrides)
     known = set(CompareConfig.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown:
@@ -85,27 +115,12 @@ def load_compare_config(path: str | Path, overrides: list[str] | None = None) ->
     cfg = CompareConfig(**data)
     if isinstance(cfg.estimators, list):
         cfg.estimators = {name: {} for name in cfg.estimators}
-    from credo.credit import ESTIMATORS
-
-    for name, options in cfg.estimators.items():
-        if name not in ESTIMATORS:
-            raise ValueError(
-                f"compare config 'estimators': unknown estimator {name!r}; known: {sorted(ESTIMATORS)}"
-            )
-        if options is not None and not isinstance(options, dict):
-            raise TypeError(f"compare config 'estimators.{name}' must be a mapping of options")
-    if not cfg.seeds:
-        raise ValueError("compare config 'seeds' must list at least one seed")
-    for key in ("eval_every", "eval_prompts", "eval_samples"):
-        if int(getattr(cfg, key)) < 1:
-            raise ValueError(f"compare config {key!r} must be >= 1, got {getattr(cfg, key)}")
+    _check_compare_config(cfg)
     return cfg
 
 
 def train_config_for(cfg: CompareConfig, estimator: str | None, seed: int, output_dir: Path | None) -> Any:
     """The train config of one run: the base config, the overrides, this estimator and seed."""
-    from credo.cli.train import resolve_config_path
-    from credo.llm.config import load_config
 
     run: dict[str, Any] = {"seed": seed, "output_dir": None if output_dir is None else str(output_dir)}
     if estimator is not None:
@@ -118,17 +133,14 @@ def train_config_for(cfg: CompareConfig, estimator: str | None, seed: int, outpu
 
 def starting_policy(cfg: CompareConfig, out: Path) -> tuple[Any, Any]:
     """The shared starting policy: SFT warm-up once (saved in ``out/start``), reused afterwards."""
-    from credo.llm.tiny import load_tokenizer, save_tokenizer
-    from credo.llm.trainer import Trainer
 
     start = out / "start"
     if (start / "config.json").exists():
-        from transformers import AutoModelForCausalLM
-
         return AutoModelForCausalLM.from_pretrained(start), load_tokenizer(start)
     first = next(iter(cfg.estimators))
     warm = train_config_for(cfg, first, cfg.seeds[0], None)
-    trainer = Trainer(warm)  # runs the SFT warm-up in its constructor (no RL step is taken)
+    trainer = build_trainer(warm)
+    trainer.warm_up()  # the SFT warm-up only: no RL step is taken
     model, tokenizer = trainer.unwrapped_model, trainer.tokenizer
     start.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(start)
@@ -144,8 +156,6 @@ def run_one(
     cfg: CompareConfig, estimator: str, seed: int, start_model: Any, tokenizer: Any, out: Path, bar: Any
 ) -> list[dict[str, Any]]:
     """Train one (estimator, seed) run from the starting policy, evaluating as configured."""
-    from credo.llm.trainer import Trainer
-    from credo.tasks.evaluate import evaluate_set_policy
 
     run_dir = out / "runs" / f"{estimator}-seed{seed}"
     done_file, eval_file = run_dir / "done", run_dir / "eval.jsonl"
@@ -155,10 +165,10 @@ def run_one(
     config = train_config_for(cfg, estimator, seed, run_dir)
     config.sft.steps = 0  # the starting policy is already warmed up
     config.progress = False
-    trainer = Trainer(config, model=copy.deepcopy(start_model), tokenizer=tokenizer)
-    if trainer.set_task is None:
+    task = make_set_task(config)
+    if task is None:
         raise ValueError("credo compare needs a set-level task: set task.set_task in the train config")
-    task = trainer.set_task
+    trainer = build_trainer(config, task=task, model=copy.deepcopy(start_model), tokenizer=tokenizer)
     eval_prompts = task.prompts("eval", cfg.eval_prompts, seed=0)
     reference = copy.deepcopy(start_model).to(trainer.device).eval()
     records = [r for r in _read_jsonl(eval_file) if r["step"] <= trainer.step_count]  # resumed: drop the rest
@@ -210,10 +220,6 @@ def run_comparison(cfg: CompareConfig, train: bool = True) -> dict[str, Path]:
     ``train=False`` only gathers the evaluations already recorded (of finished or unfinished runs)
     into the report.
     """
-    from tqdm.auto import tqdm
-
-    from credo.cli.report import markdown_report, plot_curves, summarize
-
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

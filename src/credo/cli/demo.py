@@ -12,6 +12,18 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from credo.cli.compare import load_compare_config, resolve_compare_config, run_comparison
+from credo.credit import (
+    ESTIMATORS,
+    CreditBatch,
+    compute_credit,
+    gae,
+    kl_reward_penalty,
+    sequence_rewards,
+)
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the main demonstration", description=__doc__)
@@ -30,17 +42,6 @@ def _table(title: str, header: list[str], rows: list[list[object]]) -> str:
 
 
 def credit_layer_demo() -> str:
-    import torch
-
-    from credo.credit import (
-        ESTIMATORS,
-        CreditBatch,
-        compute_credit,
-        gae,
-        kl_reward_penalty,
-        sequence_rewards,
-    )
-
     out = []
     # Seed 003, REINFORCE: two completions of three tokens, KL in the reward, score on the last token.
     logp = torch.tensor([[-12.3, -8.3, -2.3], [-10.0, -7.0, -3.0]])
@@ -103,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
     print(credit_layer_demo())
     if args.tables_only:
         return 0
-    from credo.cli.compare import load_compare_config, resolve_compare_config, run_comparison
-
     print("\nShapE-GRPO vs GRPO, winner-takes-all and RLOO on set-valued answers (credo compare):")
     cfg = load_compare_config(resolve_compare_config(args.config), ["--output_dir", args.output_dir])
     paths = run_comparison(cfg)

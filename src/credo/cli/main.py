@@ -1,8 +1,9 @@
 """The ``credo`` command: one subcommand per module of :mod:`credo.cli`.
 
 Each subcommand module exposes ``add_parser(subparsers) -> None``, which registers its parser and sets
-``func`` (called with the parsed arguments, returning an exit code). Modules import heavy libraries
-inside ``func`` so that ``credo --help`` stays fast.
+``func`` (called with the parsed arguments, returning an exit code). Only the module of the
+subcommand being run is imported (the others appear in ``credo --help`` by their one-line help), so
+``credo --help`` stays fast while every module imports what it needs at its top.
 """
 
 from __future__ import annotations
@@ -11,29 +12,42 @@ import argparse
 import importlib
 import sys
 
-# Subcommand modules, in the order ``credo --help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "tabular", "train", "compare")
+# Subcommand modules and their one-line help, in the order ``credo --help`` lists them.
+SUBCOMMANDS: dict[str, str] = {
+    "demo": "run the main demonstration",
+    "tabular": "run a tabular RL algorithm (DP, MC, TD, SARSA, Q-learning) and plot it",
+    "train": "post-train a causal LM with a credit estimator (GRPO, RLOO, PPO+GAE, ShapE-GRPO, ...)",
+    "compare": "compare credit estimators (e.g. ShapE-GRPO vs GRPO) over seeds on a set-level task",
+    "diagnose": "measure the gradient quality of credit estimators at a fixed policy",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; the full parser of the subcommand named in ``argv`` (all of them when None)."""
     parser = argparse.ArgumentParser(
         prog="credo", description="Credit assignment for reinforcement learning."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        module_name = f"credo.cli.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:  # subcommand not built yet
-                continue
-            raise
-        module.add_parser(subparsers)
+    chosen = set(SUBCOMMANDS) if argv is None else {a for a in argv if a in SUBCOMMANDS}
+    for name, help_text in SUBCOMMANDS.items():
+        if name in chosen:
+            module_name = f"credo.cli.{name}"
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name == module_name:  # subcommand not built yet
+                    continue
+                raise
+            module.add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser([command] if command else []).parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -18,6 +18,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from credo.tabular.envs import GYMNASIUM_DEFAULT_GAMMA, make_problem
+from credo.tabular.gridworld import GRID_PRESETS
+from credo.tabular.plotting import plot_learning_curve, plot_values
+from credo.tabular.registry import ALGORITHMS, TabularSettings
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -52,9 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _listing() -> str:
-    from credo.tabular.envs import GYMNASIUM_DEFAULT_GAMMA
-    from credo.tabular.gridworld import GRID_PRESETS
-    from credo.tabular.registry import ALGORITHMS
 
     width = max(len(name) for name in ALGORITHMS)
     lines = ["algorithms:"]
@@ -66,9 +68,6 @@ def _listing() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from credo.tabular.envs import make_problem
-    from credo.tabular.plotting import plot_learning_curve, plot_values
-    from credo.tabular.registry import ALGORITHMS, TabularSettings
 
     if args.list or args.algorithm is None:
         print(_listing())

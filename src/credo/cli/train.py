@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from credo.cli.wiring import build_trainer
+from credo.llm.config import load_config
+from credo.llm.pretrained import convert_gguf, smollm2_gguf
+
 
 def shipped_configs(subfolder: str = "") -> dict[str, Path]:
     """Name -> path of the YAML configs shipped in ``credo/configs`` (or a subfolder of it, such as
@@ -53,8 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def run(args: argparse.Namespace) -> int:
     if args.convert_smollm2:
-        from credo.llm.pretrained import convert_gguf, smollm2_gguf
-
         print(
             f"saved to {convert_gguf(smollm2_gguf(), args.convert_smollm2)}; use --model.model_path with it"
         )
@@ -65,12 +67,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise SystemExit("credo train: give a CONFIG.yaml (or --list-configs)")
-    from credo.llm.config import load_config
-    from credo.llm.trainer import Trainer
-
     config = load_config(resolve_config_path(args.config), list(getattr(args, "overrides", []) or []))
-    trainer = Trainer(config)
-    history = trainer.train()
+    trainer = build_trainer(config)
+    history = trainer.train()  # the SFT warm-up first, when the config asks for one
     if history:
         last = history[-1]
         print(f"done: {int(last['step'])} steps, final mean reward {last['reward/mean']:.4f}")

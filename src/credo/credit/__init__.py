@@ -5,6 +5,7 @@ estimator is in one registry (:data:`ESTIMATORS`), looked up by name with :func:
 """
 
 from credo.credit import candidate_credit as _candidate_credit  # noqa: F401  (registers shape_grpo, wta)
+from credo.credit import causal_credit as _causal_credit  # noqa: F401  (registers set_splice, set_rtg, set_coma)
 from credo.credit import estimators as _estimators  # noqa: F401  (registers the outcome/GAE estimators)
 from credo.credit.groups import (
     GroupStats,

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import collections.abc
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -56,3 +62,91 @@ def as_bool(name: str, value: Tensor) -> Tensor:
 def float_dtype(*tensors: Tensor) -> torch.dtype:
     """The computation dtype: float64 if any input is float64, else float32 (half types upcast)."""
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+# ------------------------------------------------------------------------------------------------------
+# Values against type annotations: one checker for estimator options (registry.bind_options) and for
+# the trainer's typed config (credo.llm.config), so both accept and describe values the same way.
+
+
+def describe_annotation(annotation: Any) -> str:
+    """``annotation`` in words, for an error message."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_annotation(a) for a in typing.get_args(annotation))
+    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
+        return "a callable"
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return _NAMES.get(annotation, str(annotation))
+
+
+def _as_float(value: Any) -> tuple[bool, Any]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return True, float(value)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+        try:
+            return True, float(value)
+        except ValueError:
+            return False, value
+    return False, value
+
+
+def _as_union(value: Any, annotation: Any) -> tuple[bool, Any]:
+    for option in typing.get_args(annotation):
+        ok, converted = check_annotation(value, option)
+        if ok:
+            return True, converted
+    return False, value
+
+
+def _as_list(value: Any, annotation: Any) -> tuple[bool, Any]:
+    if not isinstance(value, list):
+        return False, value
+    (inner,) = typing.get_args(annotation) or (Any,)
+    checked = [check_annotation(v, inner) for v in value]
+    return all(ok for ok, _ in checked), [v for _, v in checked]
+
+
+_NAMES: dict[Any, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    type(None): "null",
+}
+_SIMPLE: dict[Any, Callable[[Any], bool]] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    type(None): lambda v: v is None,
+    Any: lambda v: True,
+}
+
+
+def check_annotation(value: Any, annotation: Any) -> tuple[bool, Any]:
+    """``(fits, value)``: whether ``value`` fits ``annotation`` and the value to use (a number written
+    as a string, such as YAML's ``1e-5``, as a float; an int where a float is expected, as a float).
+
+    Checked: ``Literal``, unions (``X | None``), ``bool``, ``int``, ``float``, ``str``, ``None``,
+    ``Any``, ``list[X]``, ``dict``, callables; anything else (tensors, classes) fits unchecked.
+    """
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation), value
+    if origin in (typing.Union, types.UnionType):
+        return _as_union(value, annotation)
+    if origin is list or annotation is list:
+        return _as_list(value, annotation)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict), dict(value) if isinstance(value, dict) else value
+    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
+        return callable(value), value
+    if annotation is float:
+        return _as_float(value)
+    simple = _SIMPLE.get(annotation)
+    return (True, value) if simple is None else (simple(value), value)

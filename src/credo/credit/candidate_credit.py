@@ -3,8 +3,9 @@
 An LLM answers a prompt with a *set* of K candidates (recommendations, ideas, code suggestions); the
 set gets one reward. GRPO puts that reward on every token, so weak candidates free-ride on a strong
 one. ShapE-GRPO (arXiv:2603.29871) splits the set reward into per-candidate Shapley
-values phi_k of the set utility (v(S) = max_{k in S} r_k by default, see
-:func:`credo.credit.shapley.shapley_max`) and gives candidate k's tokens phi_k. Winner-takes-all
+values phi_k of the set utility (the batch's game, :class:`credo.credit.games.SetGame`; by default
+the max game v(S) = max_{k in S} r_k, :func:`credo.credit.shapley.shapley_max`) and gives candidate
+k's tokens phi_k. Winner-takes-all
 (``"wta"``), the paper's other baseline, gives the set reward to the best candidate's tokens only.
 
 Both estimators share one pipeline (:func:`candidate_token_advantages`):
@@ -36,32 +37,27 @@ Both estimators share one pipeline (:func:`candidate_token_advantages`):
    the mean advantage of the row's present candidates; padding gets 0.
 
 Unparsable candidates have span ``-1`` and must have score 0 (ValueError otherwise). They are left
-out of the game (:func:`shapley_max` with ``present``): they get no credit, and the present
-candidates share v(N) among themselves, so a 2-candidate answer to a K=4 prompt is a 2-player game.
+out of the game (:meth:`SetGame.restrict`): they get no credit, and the present candidates share
+v(N) among themselves, so a 2-candidate answer to a K=4 prompt is a 2-player game.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from credo.credit._checks import check_finite, check_tensor, float_dtype
+from credo.credit.games import MaxGame, SetGame, ShapleyMethod
 from credo.credit.groups import GroupStats, group_stats
 from credo.credit.registry import CreditBatch, CreditResult, group_ids_of, register_estimator
-from credo.credit.shapley import shapley_additive, shapley_max, shapley_min
-from credo.credit.tokens import sequence_rewards, span_index_map, span_token_counts, spans_to_token_credit
+from credo.credit.tokens import credit_by_owner, sequence_rewards, span_index_map, span_token_counts
 
-CandidateShapley = Callable[[Tensor, Tensor], Tensor]
-"""``(scores [B, K], present [B, K] bool) -> phi [B, K]``, phi 0 for absent candidates."""
-
-UTILITIES: dict[str, CandidateShapley] = {
-    "max": shapley_max,
-    "min": shapley_min,
-    "additive": shapley_additive,
-}
+Outside = Literal["set_reward", "zero", "mean_phi"]
+Normalize = Literal["candidates", "responses", "none"]
+SetRewardMode = Literal["rewards", "utility", "check"]
+Ties = Literal["first", "all"]
 OUTSIDE_MODES = ("set_reward", "zero", "mean_phi")
 NORMALIZE_MODES = ("candidates", "responses", "none")
 SET_REWARD_MODES = ("rewards", "utility", "check")
@@ -73,12 +69,13 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
-def check_candidates(batch: CreditBatch) -> tuple[Tensor, Tensor, Tensor]:
-    """Validate ``candidate_scores`` and ``candidate_spans`` against the batch.
+def check_candidates(batch: CreditBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validate ``candidate_scores`` and ``candidate_spans`` against the batch (once per estimator call).
 
     Returns:
-        ``(scores [B, K] float, spans [B, K, 2] long, present [B, K] bool)``; a candidate is present
-        when it has a token span.
+        ``(scores [B, K] float, spans [B, K, 2] long, present [B, K] bool, owner [B, T] long)``; a
+        candidate is present when it has a token span; ``owner`` is :func:`span_index_map` (the
+        candidate each token belongs to, -1 outside every span).
     """
     scores, spans, mask = batch.candidate_scores, batch.candidate_spans, batch.response_mask
     if scores is None or spans is None:
@@ -99,7 +96,7 @@ def check_candidates(batch: CreditBatch) -> tuple[Tensor, Tensor, Tensor]:
             f"K={scores.shape[1]}"
         )
     try:
-        span_index_map(spans, mask)  # disjoint, inside [0, T], on response tokens
+        owner = span_index_map(spans, mask)  # disjoint, inside [0, T], on response tokens
     except (ValueError, TypeError) as error:
         raise type(error)(f"candidate_spans: {error}") from error
     present = spans[..., 0] >= 0
@@ -110,37 +107,23 @@ def check_candidates(batch: CreditBatch) -> tuple[Tensor, Tensor, Tensor]:
             f"candidate_scores[{b}, {k}] = {float(scores[b, k])} but candidate {k} of row {b} has no "
             "span (-1): an unparsable candidate must score 0"
         )
-    return scores.to(float_dtype(scores)), spans.long(), present
+    return scores.to(float_dtype(scores)), spans.long(), present, owner
 
 
-def _given_shapley(batch: CreditBatch, scores: Tensor, present: Tensor) -> Tensor:
-    """``batch.candidate_shapley``, checked: the reward side's Shapley values of its own set utility."""
-    given = batch.candidate_shapley
-    if given is None:
+def candidate_game(batch: CreditBatch, scores: Tensor, present: Tensor) -> SetGame:
+    """The batch's set game with only the ``present`` candidates in it: ``batch.candidate_game``, or
+    the max game of ``scores`` when the batch has none."""
+    game = batch.candidate_game
+    if game is None:
+        return MaxGame(scores, present)
+    if not isinstance(game, SetGame):
+        raise TypeError(f"candidate_game must be a SetGame, got {type(game).__name__}")
+    if (game.batch_size, game.num_players) != tuple(scores.shape):
         raise ValueError(
-            "utility='given' needs batch.candidate_shapley (Shapley values from the reward side)"
+            f"candidate_game has {game.batch_size} games of {game.num_players} players; candidate_scores "
+            f"is {tuple(scores.shape)}"
         )
-    check_tensor("candidate_shapley", given)
-    if given.shape != scores.shape:
-        raise ValueError(
-            f"candidate_shapley must have the shape of candidate_scores {tuple(scores.shape)}, got {tuple(given.shape)}"
-        )
-    check_finite("candidate_shapley", given)
-    return torch.where(present, given.to(scores.dtype), torch.zeros_like(scores))
-
-
-def _candidate_shapley(utility: str | CandidateShapley, scores: Tensor, present: Tensor) -> Tensor:
-    if isinstance(utility, str):
-        _choice("utility", utility, tuple(UTILITIES))
-        return UTILITIES[utility](scores, present, validate=False)
-    if not callable(utility):
-        raise TypeError(f"utility must be a name or a callable (scores, present) -> phi, got {utility!r}")
-    phi = utility(scores, present)
-    check_tensor("utility output", phi)
-    if phi.shape != scores.shape:
-        raise ValueError(f"utility must return phi of shape {tuple(scores.shape)}, got {tuple(phi.shape)}")
-    check_finite("utility output", phi)
-    return torch.where(present, phi.to(scores.dtype), torch.zeros_like(scores))
+    return game.to(scores.device).restrict(present)
 
 
 def _set_reward(
@@ -188,11 +171,12 @@ def candidate_token_advantages(
     spans: Tensor,
     response_mask: Tensor,
     group_ids: Tensor,
-    outside: str = "set_reward",
-    normalize: str = "candidates",
+    outside: Outside = "set_reward",
+    normalize: Normalize = "candidates",
     scale: bool = True,
     length_normalize: bool = False,
     eps: float = 1e-6,
+    owner: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Normalise candidate and set credits across each prompt's G responses and put them on tokens.
 
@@ -203,6 +187,7 @@ def candidate_token_advantages(
         set_reward: ``[B]`` raw set-level credit R of each response.
         present: ``[B, K]`` bool, the candidate has a span. spans: ``[B, K, 2]`` long.
         response_mask: ``[B, T]`` bool. group_ids: ``[B]`` long prompt index of each row.
+        owner: ``[B, T]`` the spans' :func:`span_index_map` when the caller has checked them already.
 
     Returns:
         ``(advantages [B, T], candidate_advantages [B, K], outside_advantages [B])``.
@@ -243,13 +228,16 @@ def candidate_token_advantages(
         outside_adv = cand_adv.sum(dim=1) / n_present.clamp(min=1).to(dtype)
     counts = span_token_counts(spans)
     token_cand = cand_adv / counts.clamp(min=1).to(dtype) if length_normalize else cand_adv
-    advantages = spans_to_token_credit(token_cand, spans, response_mask, outside_adv)
+    if owner is None:
+        owner = span_index_map(spans, response_mask)
+    advantages = credit_by_owner(token_cand, owner, response_mask, outside_adv)
     return advantages, cand_adv, outside_adv
 
 
 def _common_options(
     outside: str, normalize: str, set_reward: str, scale: bool, length_normalize: bool, eps: float
 ) -> None:
+    """Options checked again at call time (configs bind them at load; Python callers come here)."""
     _choice("outside", outside, OUTSIDE_MODES)
     _choice("normalize", normalize, NORMALIZE_MODES)
     _choice("set_reward", set_reward, SET_REWARD_MODES)
@@ -294,32 +282,32 @@ def _result(
 )
 def shape_grpo_estimator(
     batch: CreditBatch,
-    utility: str | CandidateShapley = "max",
-    outside: str = "set_reward",
-    normalize: str = "candidates",
+    shapley: ShapleyMethod = "auto",
+    outside: Outside = "set_reward",
+    normalize: Normalize = "candidates",
     scale: bool = True,
     length_normalize: bool = False,
-    set_reward: str = "rewards",
+    set_reward: SetRewardMode = "rewards",
     eps: float = 1e-6,
     atol: float = 1e-5,
 ) -> CreditResult:
     """ShapE-GRPO: each candidate's tokens get its Shapley share of the set utility (arXiv:2603.29871).
 
-        phi_k = Shapley value of candidate k in v(S) = max_{k in S} r_k   (candidate_scores r)
+        phi_k = Shapley value of candidate k in the batch's game v (batch.candidate_game; default the
+                max game v(S) = max_{k in S} r_k of candidate_scores r)
 
     then normalised across each prompt's G responses and spread onto tokens (module docstring).
+    Efficiency holds by construction: sum_k phi_k = v(N), whatever the game.
 
     Options (defaults first):
-        utility: ``"max"`` | ``"min"`` | ``"additive"`` | a callable ``(scores [B, K], present [B, K])
-            -> phi [B, K]``, e.g. built on :func:`credo.credit.shapley.shapley_exact` for any set
-            utility | ``"given"``: ``batch.candidate_shapley``, computed by the reward side for a set
-            utility the scores do not describe (coverage of categories, for example). v(N) is taken
-            as sum_k phi_k (efficiency, v(empty) = 0).
+        shapley: how the game's Shapley values are computed: ``"auto"`` (closed form where the game
+            has one, exact enumeration for small K, permutation sampling beyond) | ``"closed"`` |
+            ``"exact"`` | ``"permutation"`` (:meth:`credo.credit.games.SetGame.shapley`).
         outside: ``"set_reward"`` | ``"zero"`` | ``"mean_phi"``: what tokens outside every candidate get.
         normalize: ``"candidates"`` | ``"responses"`` | ``"none"``; scale: divide by the std (True).
         length_normalize: divide each candidate's token advantage by its token count (False).
         set_reward: where R comes from: ``"rewards"`` (``batch.rewards`` as given, default: the
-            trainer's reward may carry weights and other terms), ``"utility"`` (v(N) from the scores),
+            trainer's reward may carry weights and other terms), ``"utility"`` (v(N) of the game),
             ``"check"`` (v(N), and ``batch.rewards`` must equal it within ``atol`` relative).
             ``token_rewards`` (e.g. a KL penalty) are added to R in every mode, as ``"grpo"`` does.
 
@@ -329,20 +317,18 @@ def shape_grpo_estimator(
     (over present candidates, the lengths a token-mean loss weighs by), ``unparsable_fraction``.
     """
     _common_options(outside, normalize, set_reward, scale, length_normalize, eps)
-    scores, spans, present = check_candidates(batch)
-    if utility == "given":
-        phi = _given_shapley(batch, scores, present)
-    else:
-        phi = _candidate_shapley(utility, scores, present)
+    scores, spans, present, owner = check_candidates(batch)
+    phi = candidate_game(batch, scores, present).shapley(shapley).to(scores.dtype)
     R = _set_reward(batch, phi.sum(dim=1), set_reward, phi.dtype, atol)
     advantages, cand_adv, outside_adv = candidate_token_advantages(
         phi, R, present, spans, batch.response_mask, group_ids_of(batch),
         outside=outside, normalize=normalize, scale=scale, length_normalize=length_normalize, eps=eps,
+        owner=owner,
     )  # fmt: skip
     return _result(batch, advantages, phi, cand_adv, outside_adv, R, spans, present, {"phi": phi})
 
 
-def winners(scores: Tensor, present: Tensor, ties: str = "first") -> Tensor:
+def winners(scores: Tensor, present: Tensor, ties: Ties = "first") -> Tensor:
     """``[B, K]`` bool: the best present candidate of each row (all tied best ones with ``ties="all"``,
     the lowest index among them with ``"first"``). A row with no present candidate has no winner."""
     _choice("ties", ties, TIE_MODES)
@@ -361,12 +347,12 @@ def winners(scores: Tensor, present: Tensor, ties: str = "first") -> Tensor:
 )
 def wta_estimator(
     batch: CreditBatch,
-    outside: str = "set_reward",
-    normalize: str = "candidates",
+    outside: Outside = "set_reward",
+    normalize: Normalize = "candidates",
     scale: bool = True,
     length_normalize: bool = False,
-    set_reward: str = "rewards",
-    ties: str = "first",
+    set_reward: SetRewardMode = "rewards",
+    ties: Ties = "first",
     eps: float = 1e-6,
     atol: float = 1e-5,
 ) -> CreditResult:
@@ -382,7 +368,7 @@ def wta_estimator(
     """
     _common_options(outside, normalize, set_reward, scale, length_normalize, eps)
     _choice("ties", ties, TIE_MODES)
-    scores, spans, present = check_candidates(batch)
+    scores, spans, present, owner = check_candidates(batch)
     best = winners(scores, present, ties)
     v_full = torch.where(present, scores, torch.full_like(scores, -torch.inf)).amax(dim=1)
     v_full = torch.where(present.any(dim=1), v_full, torch.zeros_like(v_full))  # max_k r_k, 0 if none
@@ -391,5 +377,6 @@ def wta_estimator(
     advantages, cand_adv, outside_adv = candidate_token_advantages(
         credit, R, present, spans, batch.response_mask, group_ids_of(batch),
         outside=outside, normalize=normalize, scale=scale, length_normalize=length_normalize, eps=eps,
+        owner=owner,
     )  # fmt: skip
     return _result(batch, advantages, credit, cand_adv, outside_adv, R, spans, present, {"winners": best})

@@ -25,7 +25,7 @@ def _bandit(batch: CreditBatch, advantages: torch.Tensor, seq_rewards: torch.Ten
     )
 
 
-@register_estimator("reinforce")
+@register_estimator("reinforce", min_batch_size=2)
 def reinforce_estimator(batch: CreditBatch) -> CreditResult:
     """REINFORCE with the batch-mean baseline (Williams 1992; seed 003's example)."""
     seq = sequence_rewards(batch.rewards, batch.response_mask, batch.token_rewards)

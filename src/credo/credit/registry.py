@@ -14,12 +14,18 @@ prompt ``n``), unless ``group_ids`` gives an explicit group index per row.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from credo.credit._checks import check_annotation, describe_annotation
+from credo.credit.games import SetGame
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,8 @@ class CreditBatch:
         candidate_scores: ``[B, K]`` per-candidate scores (for ``"shape_grpo"``, ``"wta"``).
         candidate_spans: ``[B, K, 2]`` long, ``[start, end)`` token span of each candidate in the row
             (same token axis as ``response_mask``); ``-1`` marks a candidate with no span.
-        candidate_shapley: ``[B, K]`` Shapley values the reward side computed for its own set
-            utility (e.g. coverage, whose game the scores alone do not describe); used by
-            ``shape_grpo`` with ``utility="given"``.
+        candidate_game: the set utility of each row as a :class:`~credo.credit.games.SetGame` over its
+            K candidate slots (default for candidate estimators: ``MaxGame(candidate_scores)``).
     """
 
     rewards: Tensor
@@ -51,7 +56,7 @@ class CreditBatch:
     values: Tensor | None = None
     candidate_scores: Tensor | None = None
     candidate_spans: Tensor | None = None
-    candidate_shapley: Tensor | None = None
+    candidate_game: SetGame | None = None
 
     @property
     def batch_size(self) -> int:
@@ -78,13 +83,15 @@ EstimatorFn = Callable[..., CreditResult]
 
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """A registered estimator: its function, the optional batch fields it needs, and its doc."""
+    """A registered estimator: its function, the optional batch fields it needs, the smallest group
+    (completions per prompt) and batch (completions in all) it works with, and its doc."""
 
     name: str
     fn: EstimatorFn
     requires: tuple[str, ...] = ()
     needs_groups: bool = False
     min_group_size: int = 1
+    min_batch_size: int = 1
     description: str = ""
 
 
@@ -97,6 +104,7 @@ def register_estimator(
     requires: tuple[str, ...] = (),
     needs_groups: bool = False,
     min_group_size: int = 1,
+    min_batch_size: int = 1,
 ) -> Callable[[EstimatorFn], EstimatorFn]:
     """Decorator: register ``fn(batch, **options) -> CreditResult`` under ``name``."""
 
@@ -110,6 +118,7 @@ def register_estimator(
             requires=requires,
             needs_groups=needs_groups,
             min_group_size=min_group_size,
+            min_batch_size=min_batch_size,
             description=doc[0] if doc else "",
         )
         return fn
@@ -124,6 +133,57 @@ def get_estimator(name: str) -> EstimatorSpec:
     except KeyError:
         known = ", ".join(sorted(ESTIMATORS))
         raise KeyError(f"unknown credit estimator {name!r}; known estimators: {known}") from None
+
+
+def estimator_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword options of estimator ``name``: its function's parameters after ``batch``, with their
+    annotations resolved (``typing.get_type_hints``) where possible."""
+    fn = get_estimator(name).fn
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: keep it unchecked
+        hints = {}
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    return {
+        p.name: p.replace(annotation=hints.get(p.name, inspect.Parameter.empty))
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def bind_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check ``options`` against the keyword parameters of estimator ``name``; returns them (numbers
+    written as strings, such as YAML's ``1e-5``, as floats).
+
+    Every key must be a parameter of the estimator's function (after ``batch``); a value must fit the
+    parameter's annotation where that is a ``Literal``, ``bool``, ``int``, ``float`` (an int is
+    accepted), ``str``, or a union of those (other annotations are not checked; an estimator taking
+    ``**options`` accepts any further key unchecked). Raises a ValueError naming the config key
+    ``credit.options.<key>``, so a config fails when loaded, not at the first training step.
+    """
+    params = estimator_options(name)
+    fn_params = inspect.signature(get_estimator(name).fn).parameters.values()
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in fn_params)  # takes **options
+    bound: dict[str, Any] = {}
+    for key, value in options.items():
+        where = f"config key 'credit.options.{key}'"
+        if key not in params and open_ended:
+            bound[key] = value
+            continue
+        if key not in params:
+            known = ", ".join(params) or "none"
+            close = difflib.get_close_matches(str(key), list(params), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{where}: estimator {name!r} has no option {key!r}; its options: {known}{hint}")
+        annotation = params[key].annotation
+        ok, bound[key] = (
+            (True, value) if annotation is inspect.Parameter.empty else check_annotation(value, annotation)
+        )
+        if not ok:
+            raise ValueError(
+                f"{where}: estimator {name!r} option {key!r} must be {describe_annotation(annotation)}; got {value!r}"
+            )
+    return bound
 
 
 def group_ids_of(batch: CreditBatch) -> Tensor:

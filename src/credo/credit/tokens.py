@@ -178,7 +178,13 @@ def spans_to_token_credit(
     _check_spans(spans, B, span_credit.shape[1], T, mask)
     check_finite("span_credit", span_credit)
     _check_per_row("outside", outside, B)
-    owner = span_index_map(spans, mask)
+    return credit_by_owner(span_credit, span_index_map(spans, mask), mask, outside)
+
+
+def credit_by_owner(span_credit: Tensor, owner: Tensor, response_mask: Tensor, outside: Tensor) -> Tensor:
+    """:func:`spans_to_token_credit` for spans already checked and mapped by :func:`span_index_map`
+    (``owner [B, T]``): estimators validate their spans once per call and reuse the map."""
+    mask = response_mask
     dtype = float_dtype(span_credit, outside)
     inside = span_credit.to(dtype).gather(1, owner.clamp(min=0))
     credit = torch.where(owner >= 0, inside, outside.to(dtype)[:, None])

@@ -1,10 +1,16 @@
 """credo.llm: LLM post-training with pluggable credit.
 
-Rollout (:mod:`~credo.llm.rollout`), reward functions (:mod:`~credo.llm.rewards`), losses and their
-aggregation (:mod:`~credo.llm.losses`), the typed config (:mod:`~credo.llm.config`), the trainer
-(:mod:`~credo.llm.trainer`), SFT warm-up (:mod:`~credo.llm.sft`), tiny local models and a char
+The trainer (:mod:`~credo.llm.trainer`: one training step, top to bottom) and what it is built from:
+rollout (:mod:`~credo.llm.rollout`) through a sampler chosen once (:mod:`~credo.llm.sampler`: HF
+``generate`` or :mod:`~credo.llm.vllm_backend`), reward functions (:mod:`~credo.llm.rewards`), losses
+and their aggregation (:mod:`~credo.llm.losses`), the critic (:mod:`~credo.llm.critic`), set-up
+(:mod:`~credo.llm.models`: precision, policy, reference, optimizer), prompts and their order
+(:mod:`~credo.llm.prompts`), data parallelism (:mod:`~credo.llm.distributed`), metrics and logs
+(:mod:`~credo.llm.run_log`), checkpoints (:mod:`~credo.llm.checkpoint`), the typed config
+(:mod:`~credo.llm.config`), SFT warm-up (:mod:`~credo.llm.sft`), tiny local models and a char
 tokenizer (:mod:`~credo.llm.tiny`), toy tasks (:mod:`~credo.llm.toy`). Every advantage comes from
-:mod:`credo.credit`. Heavy imports (transformers) happen when these modules are imported, not here.
+:mod:`credo.credit`; set-valued tasks (:mod:`credo.tasks`) are wired in by ``credo.cli.wiring``, never
+imported here. Heavy imports (transformers) happen when these modules are imported, not here.
 """
 
 from __future__ import annotations

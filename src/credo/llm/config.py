@@ -1,24 +1,28 @@
 """The trainer's configuration: one typed dataclass tree, loaded from YAML plus command-line overrides.
 
 ``load_config("run.yaml", ["--loss.kl_beta", "0.05", "--train.steps", "200"])`` reads the YAML,
-applies the overrides (dotted keys reach nested sections), converts values to the declared types and
-validates. Every problem is a ``ValueError`` (or ``TypeError``) naming the key: unknown keys come with
-a close-match suggestion. Checks that need the model or the registry (G against the estimator's
-minimum group size, prompts longer than the context, missing reward functions) run in
-:func:`validate_config` and in the trainer before any training starts.
+applies the overrides (dotted keys reach nested sections), converts values to the declared types
+(a ``Literal[...]`` field takes one of its values) and validates. Every problem is a ``ValueError``
+(or ``TypeError``) naming the key: unknown keys come with a close-match suggestion. Checks against the
+estimator registry (its name, its options, G against its minimum group size, B against its minimum
+batch) run in :func:`validate_config`, when the config is loaded; those that need the model (prompts
+longer than the context, missing reward functions) run in the trainer before any training starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from credo.credit import get_estimator
+from credo.credit._checks import check_annotation, describe_annotation
+from credo.credit.registry import bind_options
 
 
 @dataclass
@@ -29,7 +33,7 @@ class ModelConfig:
 
     model_path: str | None = None
     tokenizer_path: str | None = None
-    arch: str = "qwen2"
+    arch: Literal["qwen2", "gpt2"] = "qwen2"
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
@@ -79,7 +83,7 @@ class RolloutConfig:
     max_new_tokens: int = 32
     temperature: float = 1.0
     top_k: int | None = None
-    backend: str = "hf"
+    backend: Literal["hf", "vllm"] = "hf"
     static_cache: bool = False
     pad_to_multiple_of: int | None = None
 
@@ -100,14 +104,14 @@ class LossConfig:
     ``kl_beta``: KL coefficient; ``kl_mode``: ``"reward"`` (``-beta k`` per token in the reward,
     REINFORCE/RLOO/PPO) or ``"loss"`` (``+beta k`` in the loss, GRPO); ``kl_kind``: k1, k2 or k3."""
 
-    policy_loss: str = "pg"
+    policy_loss: Literal["pg", "ppo_clip"] = "pg"
     epochs: int = 1
     clip_eps: float = 0.2
     clip_eps_high: float | None = None
-    aggregation: str = "token_mean"
+    aggregation: Literal["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"] = "token_mean"
     kl_beta: float = 0.0
-    kl_mode: str = "reward"
-    kl_kind: str = "k1"
+    kl_mode: Literal["reward", "loss"] = "reward"
+    kl_kind: Literal["k1", "k2", "k3"] = "k1"
     entropy_coef: float = 0.0
     value_coef: float = 0.5
     value_clip: float | None = None
@@ -118,7 +122,7 @@ class CriticConfig:
     """Only used when the estimator needs values (e.g. ``gae``). ``mode``: ``"separate"`` (its own
     backbone, a copy of the policy's initial weights) or ``"shared"`` (a value head on the policy)."""
 
-    mode: str = "separate"
+    mode: Literal["separate", "shared"] = "separate"
     lr: float | None = None
 
 
@@ -130,7 +134,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    schedule: str = "constant"
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
     micro_batch_size: int = 8
@@ -153,7 +157,7 @@ class TrainConfig:
     steps: int = 100
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16-mixed", "bf16"] = "auto"
     gradient_checkpointing: bool = False
     output_dir: str | None = None
     checkpoint_every: int = 0
@@ -163,19 +167,6 @@ class TrainConfig:
     tensorboard: bool = True
     wandb: bool = False
     progress: bool = True
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "model.arch": ("qwen2", "gpt2"),
-    "rollout.backend": ("hf", "vllm"),
-    "loss.policy_loss": ("pg", "ppo_clip"),
-    "loss.aggregation": ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean"),
-    "loss.kl_mode": ("reward", "loss"),
-    "loss.kl_kind": ("k1", "k2", "k3"),
-    "critic.mode": ("separate", "shared"),
-    "optim.schedule": ("constant", "linear", "cosine"),
-    "precision": ("auto", "fp32", "bf16-mixed", "bf16"),
-}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -190,54 +181,16 @@ def _unknown_key_error(key: str, known: list[str], where: str) -> ValueError:
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
-    """``value`` converted to ``annotation`` (str from the command line parsed as YAML), or TypeError."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, key)
-            except TypeError as error:
-                errors.append(str(error))
-        raise TypeError(f"config key {key!r}: {value!r} matches none of {annotation}")
-    if annotation is Any:
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise TypeError(f"config key {key!r} must be a list, got {type(value).__name__} {value!r}")
-        (inner,) = typing.get_args(annotation) or (Any,)
-        return [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise TypeError(f"config key {key!r} must be a mapping, got {type(value).__name__}")
-        return dict(value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError(f"config key {key!r} must be true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError(f"config key {key!r} must be an integer, got {type(value).__name__} {value!r}")
-    if annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise TypeError(f"config key {key!r} must be a number, got {type(value).__name__} {value!r}")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise TypeError(f"config key {key!r} must be a string, got {type(value).__name__} {value!r}")
-    raise TypeError(f"config key {key!r}: unsupported type {annotation}")
+    """``value`` checked against the field's ``annotation`` (str from the command line parsed as YAML)
+    and converted (numbers to float where a float is expected); a ValueError for a value outside a
+    ``Literal``'s choices, a TypeError for any other mismatch, both naming the key."""
+    ok, converted = check_annotation(value, annotation)
+    if ok:
+        return converted
+    expected = describe_annotation(annotation)
+    if typing.get_origin(annotation) is Literal:
+        raise ValueError(f"config key {key!r} must be {expected}, got {value!r}")
+    raise TypeError(f"config key {key!r} must be {expected}, got {type(value).__name__} {value!r}")
 
 
 def config_from_dict(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -> Any:
@@ -290,11 +243,11 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return result
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_config_dicts(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
-            out[key] = _merge(out[key], value)
+            out[key] = merge_config_dicts(out[key], value)
         else:
             out[key] = value
     return out
@@ -315,7 +268,7 @@ def load_config(
         data = loaded or {}
     if overrides:
         extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
-        data = _merge(data, extra)
+        data = merge_config_dicts(data, extra)
     config = config_from_dict(data)
     validate_config(config)
     return config
@@ -331,20 +284,28 @@ def _positive(
         raise ValueError(f"config key {key!r} must be {bound}, got {value!r}")
 
 
-def validate_config(config: TrainConfig) -> None:
-    """Checks that need no model: choices, ranges, the estimator's name and group size, PPO settings."""
-    from credo.credit import get_estimator
+def _check_choices(config: Any, prefix: str = "") -> None:
+    """Every ``Literal`` field of ``config`` (and its sections) holds one of its values, also where
+    it was set in code rather than loaded."""
+    for name, annotation in _field_types(type(config)).items():
+        value = getattr(config, name)
+        if dataclasses.is_dataclass(annotation):
+            _check_choices(value, f"{prefix}{name}.")
+        elif typing.get_origin(annotation) is Literal and value not in typing.get_args(annotation):
+            choices = typing.get_args(annotation)
+            raise ValueError(f"config key {prefix + name!r} must be one of {choices}, got {value!r}")
 
-    for key, choices in _CHOICES.items():
-        node: Any = config
-        for part in key.split("."):
-            node = getattr(node, part)
-        if node not in choices:
-            raise ValueError(f"config key {key!r} must be one of {choices}, got {node!r}")
+
+def validate_config(config: TrainConfig) -> None:
+    """Checks that need no model: choices, ranges, the estimator's name, options, group and batch
+    sizes, PPO settings. The estimator's options are bound here (:func:`credo.credit.registry.bind_options`),
+    so a misspelt option fails when the config is loaded."""
+    _check_choices(config)
     try:
         spec = get_estimator(config.credit.estimator)
     except KeyError as error:
         raise ValueError(f"config key 'credit.estimator': {error.args[0]}") from None
+    config.credit.options = bind_options(spec.name, config.credit.options)
     r = config.rollout
     _positive("rollout.group_size", r.group_size)
     _positive("rollout.prompts_per_step", r.prompts_per_step)
@@ -355,9 +316,10 @@ def validate_config(config: TrainConfig) -> None:
             f"estimator {spec.name!r} compares completions of the same prompt and needs "
             f"rollout.group_size >= {spec.min_group_size}, got {r.group_size}"
         )
-    if r.group_size * r.prompts_per_step < 2 and spec.name == "reinforce":
+    if r.group_size * r.prompts_per_step < spec.min_batch_size:
         raise ValueError(
-            "estimator 'reinforce' needs a batch of at least 2 completions (group_size x prompts_per_step)"
+            f"estimator {spec.name!r} needs a batch of at least {spec.min_batch_size} completions "
+            f"(rollout.group_size x rollout.prompts_per_step), got {r.group_size * r.prompts_per_step}"
         )
     loss = config.loss
     _positive("loss.epochs", loss.epochs)

@@ -1,6 +1,8 @@
-"""Policy-gradient, PPO-clip, value, KL and entropy losses, and how per-token losses are aggregated.
+"""Policy-gradient, PPO-clip, value, KL and entropy losses, how per-token losses are aggregated, and
+the loss of one micro-batch (:func:`micro_batch_loss`, which combines them after the policy's forward
+pass).
 
-Every function here returns a *per-token* loss ``[B, T]``; :func:`aggregate` turns it into the
+Every term here is a *per-token* loss ``[B, T]``; :func:`aggregate` turns it into the
 scalar that is back-propagated. Keeping the two apart makes the aggregation a visible choice (it
 changes results: Liu et al. 2025, "Understanding R1-Zero-like training", Dr.GRPO) and lets the
 trainer split a batch into micro-batches without changing the gradient: the normaliser
@@ -24,11 +26,15 @@ Aggregation modes, for a per-token loss ``l[b, t]`` and response mask ``m[b, t]`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from credo.credit import kl_estimate
+from credo.credit import kl_estimate, masked_mean
+from credo.llm.config import TrainConfig
+from credo.llm.critic import ValueModel
+from credo.llm.rollout import RolloutBatch, entropy_from_logits, full_inputs, token_logprobs_from_logits
 
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean")
 
@@ -67,7 +73,7 @@ def batch_normalizer(
     """The normaliser of the batch whose mask is ``response_mask: [B, T]`` (this process's rows).
 
     ``global_tokens`` / ``global_sequences``: totals over all processes where known (the trainer
-    gathers them); the per-process denominators are those totals divided by ``world_size``.
+    sums them with :meth:`credo.llm.distributed.Distributed.global_counts`); the per-process denominators are those totals divided by ``world_size``.
     """
     tokens = float(response_mask.sum()) if global_tokens is None else float(global_tokens)
     sequences = float(response_mask.shape[0]) if global_sequences is None else float(global_sequences)
@@ -145,3 +151,69 @@ def kl_loss(logprobs: Tensor, ref_logprobs: Tensor, kind: str = "k3") -> Tensor:
     """KL to the reference *in the loss* (GRPO, Shao et al. 2024): per-token ``k(logp, ref_logp)``,
     differentiable in ``logprobs``; multiply by beta and aggregate like the policy loss."""
     return kl_estimate(logprobs, ref_logprobs.detach(), kind)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loss of one micro-batch: the policy's forward pass and every term above (a pure function of its
+# inputs; summed over micro-batches that partition a mini-batch it is the mini-batch's loss)
+
+
+def micro_batch_loss(
+    policy: Any,
+    mb: RolloutBatch,
+    advantages: Tensor,
+    returns: Tensor | None,
+    normalizer: LossNormalizer,
+    config: TrainConfig,
+    critic: ValueModel | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The scalar loss of micro-batch ``mb`` (rows of a rollout) and detached statistics.
+
+    ``advantages``, ``returns``: ``[b, L]`` rows of the step's credit. Per token:
+    ``policy term (pg or ppo_clip) + beta k(logp, ref) [kl_mode == "loss"] - c_H entropy``, aggregated
+    with ``normalizer``; plus ``value_coef`` x the aggregated value loss when there is a critic.
+    """
+    lc = config.loss
+    temperature = config.rollout.temperature
+    mask = mb.completion_mask
+    shared = critic is not None and critic.backbone is None
+    input_ids, attention_mask, position_ids = full_inputs(
+        mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mask
+    )
+    P, L = mb.prompt_ids.shape[1], mb.completion_ids.shape[1]
+    out = policy(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=L + 1,
+        use_cache=False,
+        output_hidden_states=shared,
+    )
+    logits = out.logits[:, :-1]
+    logp = token_logprobs_from_logits(logits, mb.completion_ids, temperature)
+    stats: dict[str, Tensor] = {}
+    if lc.policy_loss == "pg":
+        per_token = policy_gradient_loss(logp, advantages)
+    else:
+        per_token, clipped = ppo_clip_loss(logp, mb.logprobs, advantages, lc.clip_eps, lc.clip_eps_high)
+        stats["clip_fraction"] = masked_mean(clipped.float(), mask).detach()
+    if lc.kl_beta > 0 and lc.kl_mode == "loss":
+        kl = kl_loss(logp, mb.ref_logprobs, lc.kl_kind)
+        per_token = per_token + lc.kl_beta * kl
+    if lc.entropy_coef > 0:
+        entropy = entropy_from_logits(logits, temperature)
+        per_token = per_token - lc.entropy_coef * entropy
+        stats["entropy"] = masked_mean(entropy, mask).detach()
+    loss = aggregate(per_token, mask, normalizer)
+    stats["policy_loss"] = loss.detach()
+    if critic is not None:
+        if shared:
+            values = critic(hidden=out.hidden_states[-1][:, P - 1 : P + L - 1])
+        else:
+            values = critic(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+            values = values[:, P - 1 : P + L - 1]
+        assert returns is not None
+        vloss = aggregate(value_loss(values, returns, mb.values, lc.value_clip), mask, normalizer)
+        stats["value_loss"] = vloss.detach()
+        loss = loss + lc.value_coef * vloss
+    return loss, stats

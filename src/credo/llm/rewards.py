@@ -5,14 +5,19 @@ Three kinds, all called as ``fn(prompts, completions, **meta)`` with lists of le
 * ``"completion"`` (any plain callable): returns ``list[float]``, one reward per completion.
 * ``"candidates"`` (decorate with :func:`candidate_reward`): for set-valued answers made of K
   candidates; returns, per completion, a :class:`CandidateScores` (K scores, K character spans in the
-  completion text or None, and the set reward). The trainer maps character spans to token spans with
-  the tokenizer's offsets and fills ``CreditBatch.candidate_scores`` / ``candidate_spans``.
+  completion text or None, the set reward and optionally the set utility as a one-row game). The
+  trainer maps character spans to token spans with the tokenizer's offsets and fills
+  ``CreditBatch.candidate_scores`` / ``candidate_spans`` / ``candidate_game``.
 * ``"tokens"`` (decorate with :func:`token_reward`): per-step rewards; returns, per completion, a list
   of ``(char_position, reward)`` pairs; each reward lands on the token covering that character
   (``CreditBatch.token_rewards``), e.g. a process reward at the end of each reasoning step.
 
 Several functions are combined with weights: outcome reward ``R_b = sum_f w_f r_f(b)`` (a candidate
 function contributes its set reward), token rewards summed the same way.
+
+The protocol types (:class:`CandidateScores`, :func:`candidate_reward`, :func:`token_reward`) live in
+:mod:`credo.credit.reward_types`, where reward producers (``credo.tasks``) reach them without
+importing ``credo.llm``; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,40 +31,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from credo.credit.games import SetGame, cat_games
+from credo.credit.reward_types import REWARD_KINDS, CandidateScores, candidate_reward, token_reward
+
+__all__ = [
+    "REWARD_KINDS",
+    "CandidateScores",
+    "RewardOutput",
+    "WeightedReward",
+    "as_weighted_rewards",
+    "candidate_reward",
+    "compute_rewards",
+    "resolve_callable",
+    "token_reward",
+]
+
 from credo.llm.rollout import (
     RolloutBatch,
     char_position_to_token,
     char_spans_to_token_spans,
 )
-
-REWARD_KINDS: tuple[str, ...] = ("completion", "candidates", "tokens")
-
-
-@dataclass(frozen=True)
-class CandidateScores:
-    """One completion's candidates: ``scores`` (K floats), ``spans`` (K ``(start, end)`` character
-    spans in the completion text, or None for a candidate without one) and the ``set_reward``."""
-
-    scores: Sequence[float]
-    spans: Sequence[tuple[int, int] | None]
-    set_reward: float
-    shapley: Sequence[float] | None = None  # Shapley values of the task's own set utility, if it has them
-
-    def __post_init__(self) -> None:
-        if len(self.scores) != len(self.spans):
-            raise ValueError(f"CandidateScores: {len(self.scores)} scores but {len(self.spans)} spans")
-
-
-def candidate_reward(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark ``fn`` as a per-candidate reward function (returns a list of :class:`CandidateScores`)."""
-    fn.reward_kind = "candidates"  # type: ignore[attr-defined]
-    return fn
-
-
-def token_reward(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark ``fn`` as a per-step reward function (returns, per completion, ``(char_pos, reward)`` pairs)."""
-    fn.reward_kind = "tokens"  # type: ignore[attr-defined]
-    return fn
 
 
 @dataclass(frozen=True)
@@ -145,7 +136,8 @@ class RewardOutput:
         token_rewards: ``[B, L]`` weighted per-step rewards, or None.
         candidate_scores: ``[B, K]`` or None; candidate_spans: ``[B, K, 2]`` long token spans on the
             completion axis (``-1`` where a candidate has none), or None.
-        candidate_shapley: ``[B, K]`` Shapley values given by the candidate function, or None.
+        candidate_game: the batch's set games (one row per completion), when the candidate function
+            gave them, else None (candidate estimators then use the max game of the scores).
         per_function: ``name -> [B]`` unweighted reward of each function (for logging).
     """
 
@@ -154,7 +146,7 @@ class RewardOutput:
     candidate_scores: Tensor | None
     candidate_spans: Tensor | None
     per_function: dict[str, Tensor]
-    candidate_shapley: Tensor | None = None
+    candidate_game: SetGame | None = None
 
 
 def _check_length(name: str, values: Sequence[Any], B: int) -> None:
@@ -175,6 +167,18 @@ def _finite(name: str, value: Any) -> float:
     return x
 
 
+def _stack_games(name: str, out: Sequence[CandidateScores], K: int) -> SetGame | None:
+    """The completions' one-row games stacked into the batch's game, or None when none gave one."""
+    given = [c.game is not None for c in out]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError(f"candidate reward function {name!r} gave a game for some completions only")
+    if any(c.game.num_players != K for c in out):  # type: ignore[union-attr]
+        raise ValueError(f"candidate reward function {name!r}: every game must have K={K} players")
+    return cat_games([c.game for c in out])  # type: ignore[misc]
+
+
 def compute_rewards(
     reward_fns: Sequence[WeightedReward], batch: RolloutBatch, tokenizer: Any
 ) -> RewardOutput:
@@ -185,7 +189,7 @@ def compute_rewards(
     token_rewards: Tensor | None = None
     scores_t: Tensor | None = None
     spans_t: Tensor | None = None
-    shapley_t: Tensor | None = None
+    game: SetGame | None = None
     per_function: dict[str, Tensor] = {}
 
     def get_offsets() -> list[list[tuple[int, int]]]:
@@ -209,22 +213,7 @@ def compute_rewards(
             scores_t = torch.zeros(B, K, dtype=torch.float32)
             spans_t = torch.full((B, K, 2), -1, dtype=torch.long)
             set_rewards = torch.tensor([_finite(rf.name, c.set_reward) for c in out], dtype=torch.float32)
-            with_shapley = [c.shapley is not None for c in out]
-            if any(with_shapley) and not all(with_shapley):
-                raise ValueError(
-                    f"candidate reward function {rf.name!r} gave Shapley values for some completions only"
-                )
-            if all(with_shapley):
-                shapley_t = torch.zeros(B, K, dtype=torch.float32)
-                for b, cand in enumerate(out):
-                    if len(cand.shapley) != len(cand.scores):
-                        raise ValueError(
-                            f"candidate reward function {rf.name!r}: {len(cand.shapley)} Shapley values "
-                            f"for {len(cand.scores)} candidates"
-                        )
-                    shapley_t[b, : len(cand.shapley)] = torch.tensor(
-                        [_finite(rf.name, v) for v in cand.shapley]
-                    )
+            game = _stack_games(rf.name, out, K)
             for b, cand in enumerate(out):
                 k = len(cand.scores)
                 scores_t[b, :k] = torch.tensor([_finite(rf.name, s) for s in cand.scores])
@@ -251,6 +240,6 @@ def compute_rewards(
         token_rewards=None if token_rewards is None else token_rewards.to(device),
         candidate_scores=None if scores_t is None else scores_t.to(device),
         candidate_spans=None if spans_t is None else spans_t.to(device),
-        candidate_shapley=None if shapley_t is None else shapley_t.to(device),
+        candidate_game=None if game is None else game.to(device),
         per_function={k: v.to(device) for k, v in per_function.items()},
     )

@@ -17,8 +17,9 @@ same parameters (tested with padding on either side).
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
@@ -152,11 +153,28 @@ def sequence_logprobs(
     completion_ids: Tensor,
     completion_mask: Tensor,
     temperature: float = 1.0,
+    micro_batch_size: int | None = None,
+    precision: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> Tensor:
-    """Per-token log-probs ``[B, L]`` (float32, 0 on padding) of the completion tokens under ``model``."""
-    logits = completion_logits(model, (prompt_ids, prompt_mask, completion_ids, completion_mask))
-    logp = token_logprobs_from_logits(logits, completion_ids, temperature)
-    return logp.masked_fill(~completion_mask.bool(), 0.0)
+    """Per-token log-probs ``[B, L]`` (float32, 0 on padding) of the completion tokens under ``model``
+    (at ``temperature``): the one function that scores completions with a model that did not sample
+    them (the trainer's frozen reference, the vLLM backend's ``log pi_old``, evaluation's KL).
+
+    ``micro_batch_size``: rows per forward pass (default all); ``precision``: a context for each
+    forward pass (e.g. bf16 autocast). No gradients are turned off here: wrap in ``torch.no_grad()``.
+    """
+    B = completion_ids.shape[0]
+    chunks = [
+        slice(start, start + (micro_batch_size or B)) for start in range(0, B, micro_batch_size or max(B, 1))
+    ]
+    parts = []
+    for rows in chunks:
+        with precision():
+            logits = completion_logits(
+                model, (prompt_ids[rows], prompt_mask[rows], completion_ids[rows], completion_mask[rows])
+            )
+        parts.append(token_logprobs_from_logits(logits, completion_ids[rows], temperature))
+    return torch.cat(parts).masked_fill(~completion_mask.bool(), 0.0)
 
 
 class _RecordLogprobs:

@@ -1,4 +1,5 @@
-"""Optional rollout backend: vLLM (used when ``rollout.backend == "vllm"`` and vLLM is installed).
+"""Optional rollout backend: vLLM (used when ``rollout.backend == "vllm"`` and vLLM is installed;
+see :class:`credo.llm.sampler.VLLMSampler`).
 
 vLLM samples; the trainer then recomputes ``log pi_old`` with one forward pass of its own policy
 (vLLM's sampler log-probs come from different kernels and, depending on the version, before or after
@@ -10,10 +11,13 @@ This path needs a GPU and ``pip install vllm``; it is not exercised by the CPU t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from credo.llm.config import ModelConfig, RolloutConfig
 from credo.llm.rollout import (
     RolloutBatch,
     completion_mask_from_ids,
@@ -24,28 +28,25 @@ from credo.llm.rollout import (
 )
 
 
-def _engine(trainer: Any) -> Any:
+def make_engine(mc: ModelConfig, precision: str) -> Any:
+    """A vLLM engine on the model directory ``mc.model_path``."""
     try:
         from vllm import LLM
     except ImportError as error:
         raise ImportError(
             "rollout.backend='vllm' needs vLLM: pip install vllm (or use backend 'hf')"
         ) from error
-    engine = getattr(trainer, "_vllm_engine", None)
-    if engine is None:
-        path = trainer.config.model.model_path
-        if not path:
-            raise ValueError("rollout.backend='vllm' needs model.model_path (vLLM loads a model directory)")
-        dtype = "bfloat16" if trainer.precision in ("bf16", "bf16-mixed") else "float32"
-        engine = LLM(
-            model=path,
-            tokenizer=trainer.config.model.tokenizer_path or path,
-            dtype=dtype,
-            gpu_memory_utilization=0.3,
-            enable_prefix_caching=True,
-        )
-        trainer._vllm_engine = engine
-    return engine
+    path = mc.model_path
+    if not path:
+        raise ValueError("rollout.backend='vllm' needs model.model_path (vLLM loads a model directory)")
+    dtype = "bfloat16" if precision in ("bf16", "bf16-mixed") else "float32"
+    return LLM(
+        model=path,
+        tokenizer=mc.tokenizer_path or path,
+        dtype=dtype,
+        gpu_memory_utilization=0.3,
+        enable_prefix_caching=True,
+    )
 
 
 def _load_weights(engine: Any, model: Any) -> None:
@@ -62,15 +63,21 @@ def _load_weights(engine: Any, model: Any) -> None:
 
 
 @torch.no_grad()
-def sample_completions_vllm(trainer: Any, prompts: list[str]) -> RolloutBatch:
-    """Sample G completions per prompt with vLLM; same :class:`RolloutBatch` layout as the HF path."""
-    rc = trainer.config.rollout
-    engine = _engine(trainer)
+def sample_completions_vllm(
+    engine: Any,
+    policy: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    rc: RolloutConfig,
+    device: torch.device,
+    precision: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> RolloutBatch:
+    """Sample ``rc.group_size`` completions per prompt with vLLM after loading ``policy``'s weights
+    into ``engine``; same :class:`RolloutBatch` layout as the HF path (``log pi_old`` from ``policy``,
+    its forward pass under ``precision()``)."""
     from vllm import SamplingParams
 
-    _load_weights(engine, trainer.unwrapped_model)
-    tokenizer = trainer.tokenizer
-    device = trainer.device
+    _load_weights(engine, policy)
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, rc.pad_to_multiple_of)
     params = SamplingParams(
         n=rc.group_size,
@@ -90,15 +97,12 @@ def sample_completions_vllm(trainer: Any, prompts: list[str]) -> RolloutBatch:
     completion_ids = completion_ids.to(device)
     lengths = torch.tensor([len(r) for r in rows], device=device)
     within = torch.arange(L, device=device)[None, :] < lengths[:, None]
-    completion_mask = (
-        completion_mask_from_ids(completion_ids, eos_token_ids(trainer.unwrapped_model, tokenizer)) & within
-    )
+    completion_mask = completion_mask_from_ids(completion_ids, eos_token_ids(policy, tokenizer)) & within
     G = rc.group_size
     prompt_ids, prompt_mask = prompt_ids.repeat_interleave(G, 0), prompt_mask.repeat_interleave(G, 0)
-    with trainer.autocast():
-        logprobs = sequence_logprobs(
-            trainer.unwrapped_model, prompt_ids, prompt_mask, completion_ids, completion_mask, rc.temperature
-        )
+    logprobs = sequence_logprobs(
+        policy, prompt_ids, prompt_mask, completion_ids, completion_mask, rc.temperature, precision=precision
+    )
     return rollout_batch(
         tokenizer, prompts, G, prompt_ids, prompt_mask, completion_ids, completion_mask, logprobs
     )

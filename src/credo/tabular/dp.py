@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from credo.tabular._checks import check_count, check_policy, check_positive, check_q, check_values
-from credo.tabular.mdp import FiniteMDP
+from credo.tabular.mdp import FiniteMDP, solve_linear_values
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -95,30 +95,6 @@ def _check_undiscounted_policy(mdp: FiniteMDP, policy: FloatArray, who: str = "t
             f"{who} never reaches a terminal state, so undiscounted values diverge or are "
             "undefined; use gamma < 1 or make those states reach a terminal state"
         )
-
-
-def solve_linear_values(
-    transitions: FloatArray, rewards: FloatArray, gamma: float, terminal_mask: BoolArray
-) -> FloatArray:
-    """Exact values of a Markov reward process: ``V_N = (I - gamma P_NN)^{-1} r_N``, ``V_T = 0``.
-
-    Args:
-        transitions: ``[S, S]`` ``P_pi``; rewards: ``[S]`` ``r_pi``; gamma: discount;
-        terminal_mask: ``[S]`` bool terminal states (value 0).
-    """
-    keep = ~terminal_mask
-    values = np.zeros(transitions.shape[0])
-    if not keep.any():
-        return values
-    system = np.eye(int(keep.sum())) - gamma * transitions[np.ix_(keep, keep)]
-    try:
-        values[keep] = np.linalg.solve(system, rewards[keep])
-    except np.linalg.LinAlgError as error:
-        raise ValueError(
-            f"(I - gamma P_pi) is singular for gamma={gamma}: some states never terminate; "
-            "use gamma < 1 or give terminal_states"
-        ) from error
-    return values
 
 
 def policy_evaluation(

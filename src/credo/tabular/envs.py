@@ -95,6 +95,63 @@ class MDPEnv(gym.Env):
         return next_state, reward, terminated, truncated, {}
 
 
+def _successor_arrays(
+    table: Any, n_states: int, n_actions: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """``next_states, probs, rewards [S, A, width]`` of a ``P`` table (padded with zero-probability
+    self-loops) and ``ends [S]``: the states some transition of positive probability terminates in."""
+    width = max(len(table[s][a]) for s in range(n_states) for a in range(n_actions))
+    next_states = np.zeros((n_states, n_actions, width), dtype=np.int64)
+    probs = np.zeros((n_states, n_actions, width))
+    rewards = np.zeros((n_states, n_actions, width))
+    ends = np.zeros(n_states, dtype=bool)
+    for s in range(n_states):
+        for a in range(n_actions):
+            next_states[s, a, :] = s
+            for k, (p, s_next, r, done) in enumerate(table[s][a]):
+                next_states[s, a, k] = int(s_next)
+                probs[s, a, k] = float(p)
+                rewards[s, a, k] = float(r)
+                if float(p) > 0.0 and done:
+                    ends[int(s_next)] = True
+    return next_states, probs, rewards, ends
+
+
+def _gymnasium_initial_distribution(base: Any) -> NDArray[np.float64] | None:
+    """The env's ``initial_state_distrib``, normalised (None when it has none)."""
+    initial = getattr(base, "initial_state_distrib", None)
+    if initial is not None:
+        initial = np.asarray(initial, dtype=np.float64)
+        initial = initial / initial.sum()
+    return initial
+
+
+def _entered_alive(
+    table: Any, n_actions: int, terminal: NDArray[np.bool_], initial: NDArray[np.float64] | None
+) -> NDArray[np.bool_]:
+    """``[S]``: the states some non-terminating transition of positive probability enters, counting
+    only transitions from states reachable from the start (from any non-terminal state when the
+    initial distribution is unknown)."""
+    n_states = terminal.shape[0]
+    reachable = np.zeros(n_states, dtype=bool) if initial is not None else ~terminal
+    if initial is not None:
+        reachable[initial > 0.0] = True
+    frontier = list(np.flatnonzero(reachable))
+    entered_alive = np.zeros(n_states, dtype=bool)
+    while frontier:
+        s = frontier.pop()
+        if terminal[s]:
+            continue
+        for a in range(n_actions):
+            for p, s_next, _, done in table[s][a]:
+                if float(p) > 0.0 and not done:
+                    entered_alive[int(s_next)] = True
+                if float(p) > 0.0 and not reachable[int(s_next)]:
+                    reachable[int(s_next)] = True
+                    frontier.append(int(s_next))
+    return entered_alive
+
+
 def mdp_from_gymnasium(env: gym.Env, gamma: float) -> FiniteMDP:
     """The model of a Gymnasium toy-text environment, from its ``env.unwrapped.P`` table.
 
@@ -113,44 +170,11 @@ def mdp_from_gymnasium(env: gym.Env, gamma: float) -> FiniteMDP:
         raise ValueError(f"env {type(base).__name__} has no transition table P; it is not a tabular model")
     n_states = int(env.observation_space.n)  # type: ignore[attr-defined]
     n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
-    width = max(len(table[s][a]) for s in range(n_states) for a in range(n_actions))
-    next_states = np.zeros((n_states, n_actions, width), dtype=np.int64)
-    probs = np.zeros((n_states, n_actions, width))
-    rewards = np.zeros((n_states, n_actions, width))
-    ends = np.zeros(n_states, dtype=bool)
-    for s in range(n_states):
-        for a in range(n_actions):
-            next_states[s, a, :] = s
-            for k, (p, s_next, r, done) in enumerate(table[s][a]):
-                next_states[s, a, k] = int(s_next)
-                probs[s, a, k] = float(p)
-                rewards[s, a, k] = float(r)
-                if float(p) > 0.0 and done:
-                    ends[int(s_next)] = True
-    terminal = ends
-    initial = getattr(base, "initial_state_distrib", None)
-    if initial is not None:
-        initial = np.asarray(initial, dtype=np.float64)
-        initial = initial / initial.sum()
+    next_states, probs, rewards, terminal = _successor_arrays(table, n_states, n_actions)
+    initial = _gymnasium_initial_distribution(base)
     # A state entered both with and without termination is ambiguous; only transitions from states
     # that episodes can reach count (Taxi has unreachable states whose table entries disagree).
-    reachable = np.zeros(n_states, dtype=bool) if initial is not None else ~terminal
-    if initial is not None:
-        reachable[initial > 0.0] = True
-    frontier = list(np.flatnonzero(reachable))
-    entered_alive = np.zeros(n_states, dtype=bool)
-    while frontier:
-        s = frontier.pop()
-        if terminal[s]:
-            continue
-        for a in range(n_actions):
-            for p, s_next, _, done in table[s][a]:
-                if float(p) > 0.0 and not done:
-                    entered_alive[int(s_next)] = True
-                if float(p) > 0.0 and not reachable[int(s_next)]:
-                    reachable[int(s_next)] = True
-                    frontier.append(int(s_next))
-    ambiguous = terminal & entered_alive
+    ambiguous = terminal & _entered_alive(table, n_actions, terminal, initial)
     if ambiguous.any():
         raise ValueError(
             f"env {type(base).__name__}: states {np.flatnonzero(ambiguous)[:8].tolist()} are entered both "

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from credo.tabular._checks import as_float_array, check_count, check_gamma, check_policy
+from credo.tabular.dp import greedy_policy
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -261,8 +262,6 @@ class LearningResult:
         """``[S, A]`` deterministic policy greedy in ``q`` (ties to the lowest action index)."""
         if self.q is None:
             raise ValueError(f"{self.algorithm} is a prediction method: it learns V, not Q")
-        from credo.tabular.dp import greedy_policy
-
         return greedy_policy(self.q, atol=0.0)
 
     def moving_average(self, window: int = 100) -> FloatArray:

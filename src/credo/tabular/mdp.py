@@ -378,8 +378,6 @@ class MarkovRewardProcess:
 
     def values(self) -> FloatArray:
         """``[S]``: ``V = (I - gamma P)^{-1} r`` over the non-terminal states (terminals 0)."""
-        from credo.tabular.dp import solve_linear_values
-
         return solve_linear_values(self.transitions, self.rewards, self.gamma, self.terminal_mask)
 
 
@@ -422,6 +420,30 @@ def random_mdp(
     rewards = rng.standard_normal(shape)
     terminal = np.arange(n_states - n_terminal, n_states)
     return FiniteMDP(probs, rewards, gamma, terminal)
+
+
+def solve_linear_values(
+    transitions: FloatArray, rewards: FloatArray, gamma: float, terminal_mask: BoolArray
+) -> FloatArray:
+    """Exact values of a Markov reward process: ``V_N = (I - gamma P_NN)^{-1} r_N``, ``V_T = 0``.
+
+    Args:
+        transitions: ``[S, S]`` ``P_pi``; rewards: ``[S]`` ``r_pi``; gamma: discount;
+        terminal_mask: ``[S]`` bool terminal states (value 0).
+    """
+    keep = ~terminal_mask
+    values = np.zeros(transitions.shape[0])
+    if not keep.any():
+        return values
+    system = np.eye(int(keep.sum())) - gamma * transitions[np.ix_(keep, keep)]
+    try:
+        values[keep] = np.linalg.solve(system, rewards[keep])
+    except np.linalg.LinAlgError as error:
+        raise ValueError(
+            f"(I - gamma P_pi) is singular for gamma={gamma}: some states never terminate; "
+            "use gamma < 1 or give terminal_states"
+        ) from error
+    return values
 
 
 def _terminal_mask(terminal_states: Iterable[int] | ArrayLike | None, n_states: int) -> BoolArray:

@@ -43,10 +43,7 @@ def plot_values(
     if pi is not None and pi.shape[0] != v.shape[0]:
         raise ValueError(f"policy must have {v.shape[0]} rows like values, got shape {pi.shape}")
     if layout is None:
-        cols = math.ceil(math.sqrt(v.shape[0]))
-        rows = math.ceil(v.shape[0] / cols)
-        cells = np.array([(s // cols, s % cols) for s in range(v.shape[0])], dtype=np.int64)
-        layout = GridLayout((rows, cols), cells, ())
+        layout = _row_by_row_layout(v.shape[0])
         show_arrows = False
         title = f"{title}\n(no grid: states in index order, row by row)"
     else:
@@ -64,35 +61,11 @@ def plot_values(
     if annotate is None:
         annotate = rows * cols <= 400
     if annotate:
-        span = np.nanmax(grid) - np.nanmin(grid) if np.isfinite(grid).any() else 1.0
-        for state, (row, col) in enumerate(layout.cells.tolist()):
-            if (row, col) in layout.walls:
-                continue
-            dark = (grid[row, col] - np.nanmin(grid)) < 0.5 * span
-            label = f"{v[state]:.2f}"
-            marker = layout.markers.get((row, col))
-            if marker:
-                label = f"{marker}\n{label}"
-            ax.text(col, row + 0.3, label, ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")  # fmt: skip
+        _annotate_values(ax, grid, v, layout)
     if show_arrows and pi is not None:
-        xs, ys, us, ws = [], [], [], []
-        for state, (row, col) in enumerate(layout.cells.tolist()):
-            if (row, col) in layout.terminal_cells or (row, col) in layout.walls:
-                continue
-            best = np.flatnonzero(pi[state] >= pi[state].max() - 1e-9)
-            for action in best:
-                drow, dcol = layout.action_vectors[action]
-                xs.append(col)
-                ys.append(row - 0.05)
-                us.append(0.32 * dcol)
-                ws.append(0.32 * drow)
-        if xs:
-            ax.quiver(xs, ys, us, ws, angles="xy", scale_units="xy", scale=1, color="crimson",
-                      width=0.006 if max(rows, cols) <= 20 else 0.002)  # fmt: skip
+        _draw_greedy_arrows(ax, pi, layout)
     elif pi is not None and annotate:
-        for state, (row, col) in enumerate(layout.cells.tolist()):
-            ax.text(col, row - 0.25, f"a{int(pi[state].argmax())}", ha="center", fontsize=6, color="crimson")
+        _label_greedy_actions(ax, pi, layout)
     ax.set_xticks(range(cols) if cols <= 30 else [])
     ax.set_yticks(range(rows) if rows <= 30 else [])
     ax.set_title(title)
@@ -100,6 +73,54 @@ def plot_values(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
+
+
+def _row_by_row_layout(n_states: int) -> GridLayout:
+    """States laid out in index order, row by row, in a near-square block (no actions)."""
+    cols = math.ceil(math.sqrt(n_states))
+    rows = math.ceil(n_states / cols)
+    cells = np.array([(s // cols, s % cols) for s in range(n_states)], dtype=np.int64)
+    return GridLayout((rows, cols), cells, ())
+
+
+def _annotate_values(ax, grid: np.ndarray, v: np.ndarray, layout: GridLayout) -> None:
+    """Write each state's value (under its marker, if any) in its cell, white on dark cells."""
+    span = np.nanmax(grid) - np.nanmin(grid) if np.isfinite(grid).any() else 1.0
+    for state, (row, col) in enumerate(layout.cells.tolist()):
+        if (row, col) in layout.walls:
+            continue
+        dark = (grid[row, col] - np.nanmin(grid)) < 0.5 * span
+        label = f"{v[state]:.2f}"
+        marker = layout.markers.get((row, col))
+        if marker:
+            label = f"{marker}\n{label}"
+        ax.text(col, row + 0.3, label, ha="center", va="center", fontsize=7,
+                color="white" if dark else "black")  # fmt: skip
+
+
+def _draw_greedy_arrows(ax, pi: np.ndarray, layout: GridLayout) -> None:
+    """An arrow for every action within 1e-9 of the best, in every non-terminal, non-wall cell."""
+    rows, cols = layout.shape
+    xs, ys, us, ws = [], [], [], []
+    for state, (row, col) in enumerate(layout.cells.tolist()):
+        if (row, col) in layout.terminal_cells or (row, col) in layout.walls:
+            continue
+        best = np.flatnonzero(pi[state] >= pi[state].max() - 1e-9)
+        for action in best:
+            drow, dcol = layout.action_vectors[action]
+            xs.append(col)
+            ys.append(row - 0.05)
+            us.append(0.32 * dcol)
+            ws.append(0.32 * drow)
+    if xs:
+        ax.quiver(xs, ys, us, ws, angles="xy", scale_units="xy", scale=1, color="crimson",
+                  width=0.006 if max(rows, cols) <= 20 else 0.002)  # fmt: skip
+
+
+def _label_greedy_actions(ax, pi: np.ndarray, layout: GridLayout) -> None:
+    """Write each state's greedy action as ``a<index>`` (when there are no action vectors to draw)."""
+    for state, (row, col) in enumerate(layout.cells.tolist()):
+        ax.text(col, row - 0.25, f"a{int(pi[state].argmax())}", ha="center", fontsize=6, color="crimson")
 
 
 def _rectangle(row: int, col: int, color: str):  # -> matplotlib.patches.Rectangle

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from credo.tasks.base import SetScoring, SetTask, TaskPrompt, max_coalition_utility
-from credo.tasks.brainstorm import Brainstorm, SemanticBrainstorm, coverage_shapley, coverage_utility
+from credo.tasks.base import SetScoring, SetTask, TaskPrompt
+from credo.tasks.brainstorm import Brainstorm, SemanticBrainstorm
 from credo.tasks.countdown import Countdown, UnsafeExpressionError, safe_eval, solve
 from credo.tasks.parsing import (
     ParsedCandidates,
-    char_spans_to_token_spans,
     format_numbered_list,
     parse_numbered_list,
     unparsable_share,
@@ -42,13 +41,9 @@ __all__ = [
     "SyntheticRecommendation",
     "TaskPrompt",
     "UnsafeExpressionError",
-    "char_spans_to_token_spans",
-    "coverage_shapley",
-    "coverage_utility",
     "format_numbered_list",
     "load_ratings",
     "make_task",
-    "max_coalition_utility",
     "parse_numbered_list",
     "safe_eval",
     "solve",

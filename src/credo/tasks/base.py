@@ -1,18 +1,17 @@
-"""The set-task protocol: prompts, canonical answers, a demo policy, per-candidate scorers, set utilities.
+"""The set-task protocol: prompts, canonical answers, a demo policy, per-candidate scorers, the game.
 
 A *set task* asks for ``K`` candidates in one answer (a numbered list) and scores them the way
-ShapE-GRPO (Shapley-Enhanced GRPO, arXiv 2603.29871) needs:
+candidate-level credit (ShapE-GRPO, arXiv 2603.29871, and the causal estimators) needs:
 
 * ``score_candidates(prompt, candidates) -> [K]`` per-candidate scores ``r_k`` in ``score_range``
   (``[0, 1]`` for every built-in task), 0 for an unknown, invalid or repeated candidate;
-* ``set_utility(prompt, candidates, scores) -> v(S)`` for the whole set, by default the max game
-  ``v(S) = max_{k in S} r_k`` with ``v(empty) = 0`` (the user picks one candidate);
-* ``coalition_utility(...)`` the same utility as a vectorised function of coalition masks
-  ``[M, K] bool -> [M]``, for Shapley engines that enumerate or sample coalitions;
+* ``game(prompt, candidates, scores) -> SetGame``: the set utility of these K candidates as one
+  :class:`credo.credit.games.SetGame` (by default the max game ``v(S) = max_{k in S} r_k``, the user
+  picks one candidate). The set reward is its ``v(N)``, and estimators derive Shapley values and
+  counterfactual values from the same object, so there is one definition of the utility;
 * ``score_completion(prompt, text) -> SetScoring``: parse + score, padded to ``K``.
 
-Everything is pure Python (plus torch only inside coalition utilities), deterministic given the seeds,
-and offline.
+Everything is deterministic given the seeds, and offline.
 """
 
 from __future__ import annotations
@@ -23,6 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
+
+from credo.credit.games import MaxGame, SetGame
+from credo.credit.reward_types import CandidateScores, candidate_reward
 from credo.tasks.parsing import ParsedCandidates, format_numbered_list, parse_numbered_list
 
 __all__ = [
@@ -33,7 +36,7 @@ __all__ = [
     "TaskPrompt",
     "check_k",
     "check_split",
-    "max_coalition_utility",
+    "scores_tensor",
 ]
 
 Split = Literal["train", "eval"]
@@ -84,6 +87,7 @@ class SetScoring:
         set_reward: the set utility ``v(S)`` of the whole answer.
         parsed_ok: the answer gave exactly ``K`` non-empty candidates; ``reason`` says why not.
         issues: tolerated format deviations (see :func:`~credo.tasks.parsing.parse_numbered_list`).
+        game: the set utility over these K candidates (a one-row :class:`SetGame`).
         coverage: ``[K, C]`` bool, candidate ``k`` covers category ``c`` (coverage tasks only, else None).
         category_weights: ``[C]`` weight of each category (coverage tasks only, else None).
     """
@@ -93,73 +97,33 @@ class SetScoring:
     scores: tuple[float, ...]
     set_reward: float
     parsed_ok: bool
+    game: SetGame
     reason: str = ""
     issues: tuple[str, ...] = ()
     coverage: tuple[tuple[bool, ...], ...] | None = None
     category_weights: tuple[float, ...] | None = None
-    shapley: tuple[float, ...] | None = None
 
-    def to_candidate_scores(self) -> Any:
-        """This scoring as :class:`credo.llm.rewards.CandidateScores` (scores, spans, set reward)."""
-        from credo.llm.rewards import CandidateScores
-
-        shapley = None if self.shapley is None else list(self.shapley)
-        if shapley is None and self.coverage is not None and self.category_weights is not None:
-            # The set utility is coverage, not the max of the scores: give the trainer its Shapley
-            # values (closed form: each category's weight split among the candidates covering it).
-            import torch
-
-            from credo.credit.set_utilities import shapley_coverage
-
-            weights = torch.tensor(self.category_weights, dtype=torch.float64)
-            covers = torch.tensor(self.coverage, dtype=torch.bool).reshape(len(self.scores), len(weights))
-            shapley = shapley_coverage(covers, weights).tolist()
+    def to_candidate_scores(self) -> CandidateScores:
+        """This scoring as the reward protocol's :class:`CandidateScores` (scores, spans, set reward,
+        game)."""
         return CandidateScores(
-            scores=list(self.scores), spans=list(self.char_spans), set_reward=self.set_reward, shapley=shapley
+            scores=list(self.scores), spans=list(self.char_spans), set_reward=self.set_reward, game=self.game
         )
 
 
-def _check_mask(mask: Any, K: int) -> Any:
-    import torch
-
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a torch.Tensor [M, K] bool, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor, got dtype {mask.dtype}")
-    if mask.dim() != 2 or mask.shape[1] != K:
-        raise ValueError(f"mask must have shape [M, {K}], got {tuple(mask.shape)}")
-    return mask
-
-
-def max_coalition_utility(scores: Sequence[float]) -> Callable[[Any], Any]:
-    """``mask [M, K] bool -> [M]``: ``v(S) = max_{k in S} r_k``, 0 for the empty coalition.
-
-    The returned function runs on the mask's device and dtype float32.
-    """
-    import torch
-
-    values = [float(s) for s in scores]
-    K = len(values)
-
-    def utility(mask: Any) -> Any:
-        mask = _check_mask(mask, K)
-        r = torch.tensor(values, dtype=torch.float32, device=mask.device)
-        if K == 0:
-            return torch.zeros(mask.shape[0], dtype=torch.float32, device=mask.device)
-        masked = torch.where(mask, r.expand_as(mask), torch.full_like(r, -torch.inf).expand_as(mask))
-        best = masked.amax(dim=-1)
-        return torch.where(mask.any(dim=-1), best, torch.zeros_like(best))
-
-    return utility
+def scores_tensor(scores: Sequence[float]) -> torch.Tensor:
+    """``[1, K]`` float64: one answer's candidate scores, as a game's row."""
+    return torch.tensor([[float(s) for s in scores]], dtype=torch.float64)
 
 
 class SetTask(ABC):
     """A task whose answer is a set of ``k`` candidates (see the module docstring).
 
     Subclasses implement :meth:`_make_prompts`, :meth:`demo_candidates` and :meth:`score_candidates`,
-    and override :meth:`set_utility` / :meth:`coalition_utility` when the set utility is not the max.
-    Every prompt a task returns is remembered by its text, so :meth:`prompt_from_text` (and the reward
-    function of :meth:`reward_function`) can find its metadata again from the text alone.
+    and override :meth:`game` when the set utility is not the max. Prompts reach the reward function
+    of :meth:`reward_function` with their metadata (``task_prompt``); for prompts given as bare text,
+    :meth:`prompt_from_text` finds a prompt this task has returned (or, for tasks whose text holds
+    everything, parses it).
     """
 
     name: str = "set_task"
@@ -225,29 +189,10 @@ class SetTask(ABC):
         """``[len(candidates)]`` per-candidate scores in :attr:`score_range`; 0 for an unknown,
         invalid, empty or repeated candidate (only the first occurrence of a repeat scores)."""
 
-    def set_utility(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> float:
-        """Set utility ``v(S) = max_k r_k`` (0 for an empty set)."""
-        return max((float(s) for s in scores), default=0.0)
-
-    def coalition_utility(
-        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
-    ) -> Callable[[Any], Any]:
-        """``mask [M, K] bool -> [M]`` float: the set utility of each coalition of these candidates
-        (for the max game: the max of the masked scores, 0 for the empty coalition)."""
-        return max_coalition_utility(scores)
-
-    def candidate_shapley(
-        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
-    ) -> list[float] | None:
-        """Shapley values of this task's set utility for these candidates, when the trainer cannot
-        derive them from the scores (the max game it computes itself): None by default."""
-        return None
-
-    def _shapley_tuple(
-        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
-    ) -> tuple[float, ...] | None:
-        phi = self.candidate_shapley(prompt, candidates, scores)
-        return None if phi is None else tuple(float(p) for p in phi)
+    def game(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> SetGame:
+        """The set utility of these candidates as a one-row game: the max game ``v(S) = max_k r_k``
+        (0 for an empty set) unless a task says otherwise."""
+        return MaxGame(scores_tensor(scores))
 
     def _pad(self, parsed: ParsedCandidates) -> tuple[list[str], list[tuple[int, int] | None]]:
         candidates = list(parsed.candidates[: self.k])
@@ -267,28 +212,35 @@ class SetTask(ABC):
         parsed = parse_numbered_list(completion, self.k)
         candidates, spans = self._pad(parsed)
         scores = [float(s) for s in self.score_candidates(prompt, candidates)]
+        game = self.game(prompt, candidates, scores)
         return SetScoring(
             candidates=tuple(candidates),
             char_spans=tuple(spans),
             scores=tuple(scores),
-            set_reward=float(self.set_utility(prompt, candidates, scores)),
-            shapley=self._shapley_tuple(prompt, candidates, scores),
+            set_reward=float(game.grand_value()[0]),
+            game=game,
             parsed_ok=parsed.parsed_ok,
             reason=parsed.reason,
             issues=parsed.issues,
         )
 
-    def reward_function(self) -> Callable[..., list[Any]]:
-        """A candidate reward function for ``credo.llm`` (``fn(prompts, completions, **meta)`` returning
-        ``CandidateScores`` per completion); prompts are looked up with :meth:`prompt_from_text`."""
-        from credo.llm.rewards import candidate_reward
-
+    def reward_function(self) -> Callable[..., list[CandidateScores]]:
+        """A candidate reward function (``fn(prompts, completions, **meta)`` returning
+        :class:`CandidateScores` per completion). Each completion's prompt comes from the ``task_prompt``
+        metadata (one :class:`TaskPrompt` per completion, as ``credo.cli`` passes prompts to the
+        trainer), or, for bare-text prompts, from :meth:`prompt_from_text`."""
         task = self
 
-        def reward(prompts: list[str], completions: list[str], **meta: Any) -> list[Any]:
+        def reward(
+            prompts: list[str],
+            completions: list[str],
+            task_prompt: Sequence[TaskPrompt] | None = None,
+            **meta: Any,
+        ) -> list[CandidateScores]:
+            found = task_prompt if task_prompt is not None else [task.prompt_from_text(p) for p in prompts]
             return [
-                task.score_completion(task.prompt_from_text(p), c).to_candidate_scores()
-                for p, c in zip(prompts, completions, strict=True)
+                task.score_completion(p, c).to_candidate_scores()
+                for p, c in zip(found, completions, strict=True)
             ]
 
         reward.__name__ = f"{self.name}_reward"

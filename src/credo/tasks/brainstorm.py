@@ -18,7 +18,8 @@ normalised to sum to 1):
 * set utility (weighted coverage): ``v(S) = sum_c w_c * [exists k in S: coverage[k, c]]``;
 * candidate score: ``r_k = v({k}) = sum_c w_c coverage[k, c]`` (its stand-alone value, in ``[0, 1]``);
 * Shapley values have a closed form (each category's weight split equally among the candidates covering
-  it): ``phi_k = sum_c w_c coverage[k, c] / sum_j coverage[j, c]`` (:func:`coverage_shapley`).
+  it): ``phi_k = sum_c w_c coverage[k, c] / sum_j coverage[j, c]``. The task's game is a
+  :class:`credo.credit.games.CoverageGame`, which has that closed form.
 
 :class:`SemanticBrainstorm` (``"semantic_brainstorm"``) replaces exact category membership by semantic
 similarity to reference words (a facility-location utility) using sentence embeddings; its default
@@ -35,15 +36,15 @@ from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
-from credo.tasks.base import SetScoring, SetTask, TaskPrompt, _check_mask, first_occurrences
+import torch
+
+from credo.credit.games import CoverageGame, FacilityLocationGame, SetGame
+from credo.tasks.base import SetScoring, SetTask, TaskPrompt, first_occurrences
 
 __all__ = [
     "THEMES",
     "Brainstorm",
     "SemanticBrainstorm",
-    "coverage_shapley",
-    "coverage_utility",
-    "facility_location_utility",
     "minilm_embedder",
     "vocabulary",
 ]
@@ -79,43 +80,6 @@ def vocabulary(vocab_size: int = 5000, min_word_len: int = 3) -> frozenset[str]:
         for w in wordfreq.top_n_list("en", vocab_size)
         if re.fullmatch(r"[a-z]+", w) and len(w) >= min_word_len
     )
-
-
-def coverage_utility(coverage: Sequence[Sequence[bool]], weights: Sequence[float]) -> Callable[[Any], Any]:
-    """``mask [M, K] bool -> [M]``: ``v(S) = sum_c w_c * any_{k in S} coverage[k, c]``.
-
-    Args:
-        coverage: ``[K, C]`` bool; weights: ``[C]``.
-    """
-    import torch
-
-    K = len(coverage)
-    cov = [[bool(x) for x in row] for row in coverage]
-    w = [float(x) for x in weights]
-
-    def utility(mask: Any) -> Any:
-        mask = _check_mask(mask, K)
-        c = torch.tensor(cov, dtype=torch.float32, device=mask.device).reshape(K, len(w))
-        wt = torch.tensor(w, dtype=torch.float32, device=mask.device)
-        covered = (mask.to(torch.float32) @ c) > 0  # [M, C]
-        return covered.to(torch.float32) @ wt
-
-    return utility
-
-
-def coverage_shapley(coverage: Sequence[Sequence[bool]], weights: Sequence[float]) -> list[float]:
-    """Shapley values of the weighted coverage game: ``phi_k = sum_c w_c cov[k, c] / sum_j cov[j, c]``.
-
-    Coverage is a sum of unanimity-like games ``w_c [S meets A_c]``; each is symmetric in the members of
-    ``A_c`` and null for the rest, so its value ``w_c`` is split equally among ``A_c``. ``[K]``.
-    """
-    K = len(coverage)
-    phi = [0.0] * K
-    for c, w in enumerate(weights):
-        members = [k for k in range(K) if coverage[k][c]]
-        for k in members:
-            phi[k] += float(w) / len(members)
-    return phi
 
 
 class Brainstorm(SetTask):
@@ -243,16 +207,11 @@ class Brainstorm(SetTask):
         weights = prompt.meta["weights"]
         return [sum(w for w, hit in zip(weights, row) if hit) for row in self.coverage(prompt, candidates)]
 
-    def set_utility(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> float:
-        """Weighted coverage: ``sum_c w_c [some candidate covers c]``."""
-        cov = self.coverage(prompt, candidates)
-        weights = prompt.meta["weights"]
-        return float(sum(w for c, w in enumerate(weights) if any(row[c] for row in cov)))
-
-    def coalition_utility(
-        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
-    ) -> Callable[[Any], Any]:
-        return coverage_utility(self.coverage(prompt, candidates), prompt.meta["weights"])
+    def game(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> SetGame:
+        """Weighted coverage: ``v(S) = sum_c w_c [some candidate of S covers c]``."""
+        covers = torch.tensor([self.coverage(prompt, candidates)], dtype=torch.bool)
+        weights = torch.tensor([prompt.meta["weights"]], dtype=torch.float64)
+        return CoverageGame(covers.reshape(1, len(candidates), weights.shape[1]), weights)
 
     def score_completion(self, prompt: TaskPrompt, completion: str) -> SetScoring:
         base = super().score_completion(prompt, completion)
@@ -262,6 +221,7 @@ class Brainstorm(SetTask):
             char_spans=base.char_spans,
             scores=base.scores,
             set_reward=base.set_reward,
+            game=base.game,
             parsed_ok=base.parsed_ok,
             reason=base.reason,
             issues=base.issues,
@@ -309,31 +269,6 @@ def minilm_embedder(device: str = "cpu") -> Callable[[list[str]], Any]:
         return model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
 
     return embed
-
-
-def facility_location_utility(
-    similarity: Sequence[Sequence[float]], weights: Sequence[float]
-) -> Callable[[Any], Any]:
-    """``mask [M, K] bool -> [M]``: ``v(S) = sum_r w_r max_{k in S} sim[k, r]`` (0 for the empty set).
-
-    Args:
-        similarity: ``[K, R]`` non-negative similarities of candidates to reference items; weights: ``[R]``.
-    """
-    import torch
-
-    K = len(similarity)
-    sim_rows = [[float(x) for x in row] for row in similarity]
-    w = [float(x) for x in weights]
-
-    def utility(mask: Any) -> Any:
-        mask = _check_mask(mask, K)
-        sim = torch.tensor(sim_rows, dtype=torch.float32, device=mask.device).reshape(K, len(w))
-        wt = torch.tensor(w, dtype=torch.float32, device=mask.device)
-        masked = torch.where(mask[:, :, None], sim[None], torch.zeros((), device=mask.device))  # [M, K, R]
-        best = masked.amax(dim=1) if K else torch.zeros(mask.shape[0], len(w), device=mask.device)
-        return best @ wt
-
-    return utility
 
 
 class SemanticBrainstorm(Brainstorm):
@@ -427,19 +362,14 @@ class SemanticBrainstorm(Brainstorm):
         _, weights = self.references(prompt)
         return [sum(w * s for w, s in zip(weights, row)) for row in self.similarity(prompt, candidates)]
 
-    def set_utility(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> float:
-        """Facility location: ``sum_r w_r max_k sim[k, r]`` (0 for no candidate)."""
+    def game(self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]) -> SetGame:
+        """Facility location: ``v(S) = sum_r w_r max_{k in S} sim[k, r]`` (0 for no candidate)."""
         _, weights = self.references(prompt)
-        sim = self.similarity(prompt, candidates)
-        if not sim:
-            return 0.0
-        return float(sum(w * max(row[r] for row in sim) for r, w in enumerate(weights)))
-
-    def coalition_utility(
-        self, prompt: TaskPrompt, candidates: Sequence[str], scores: Sequence[float]
-    ) -> Callable[[Any], Any]:
-        _, weights = self.references(prompt)
-        return facility_location_utility(self.similarity(prompt, candidates), weights)
+        w = torch.tensor([weights], dtype=torch.float64)
+        sim = torch.tensor(self.similarity(prompt, candidates), dtype=torch.float64).reshape(
+            1, len(candidates), w.shape[1]
+        )
+        return FacilityLocationGame(sim, w)
 
     def score_completion(self, prompt: TaskPrompt, completion: str) -> SetScoring:
         return SetTask.score_completion(self, prompt, completion)

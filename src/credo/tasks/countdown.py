@@ -138,20 +138,44 @@ def solve(numbers: Sequence[int], target: int, limit: int = 16) -> list[str]:
     return sorted(found, key=lambda e: (len(e), e))[:limit]
 
 
+_EXPRESSIONS_PER_VALUE = 3
+
+
+def _add_expression(d: dict[Fraction, tuple[str, ...]], v: Fraction, e: str) -> None:
+    """Record expression ``e`` for value ``v`` (at most a few distinct expressions per value)."""
+    old = d.get(v, ())
+    if len(old) < _EXPRESSIONS_PER_VALUE and e not in old:
+        d[v] = (*old, e)
+
+
+def _combine_subsets(
+    out: dict[Fraction, tuple[str, ...]],
+    left: dict[Fraction, tuple[str, ...]],
+    right: dict[Fraction, tuple[str, ...]],
+) -> None:
+    """Add to ``out`` every value one operation makes from a value of ``left`` and one of ``right``
+    (both orders of the non-commutative operations; no negative results, no division by zero)."""
+    for a, ea in left.items():
+        for b, eb in right.items():
+            _add_expression(out, a + b, f"{ea[0]}+{eb[0]}")
+            _add_expression(out, a * b, f"({ea[0]})*({eb[0]})")
+            if a - b >= 0:
+                _add_expression(out, a - b, f"{ea[0]}-({eb[0]})")
+            if b - a >= 0:
+                _add_expression(out, b - a, f"{eb[0]}-({ea[0]})")
+            if b != 0:
+                _add_expression(out, a / b, f"({ea[0]})/({eb[0]})")
+            if a != 0:
+                _add_expression(out, b / a, f"({eb[0]})/({ea[0]})")
+
+
 @lru_cache(maxsize=256)
 def _all_values(nums: tuple[int, ...]) -> list[dict[Fraction, tuple[str, ...]]]:
     """For each subset mask of ``nums``: value -> a few expressions reaching it."""
     n = len(nums)
-    per_value = 3
     table: list[dict[Fraction, tuple[str, ...]]] = [{} for _ in range(1 << n)]
     for i, x in enumerate(nums):
         table[1 << i] = {Fraction(x): (str(x),)}
-
-    def add(d: dict[Fraction, tuple[str, ...]], v: Fraction, e: str) -> None:
-        old = d.get(v, ())
-        if len(old) < per_value and e not in old:
-            d[v] = (*old, e)
-
     for mask in range(1, 1 << n):
         if mask & (mask - 1) == 0:
             continue
@@ -159,19 +183,8 @@ def _all_values(nums: tuple[int, ...]) -> list[dict[Fraction, tuple[str, ...]]]:
         sub = (mask - 1) & mask
         while sub:
             other = mask ^ sub
-            if sub < other:  # each unordered split once; both orders handled below
-                for a, ea in table[sub].items():
-                    for b, eb in table[other].items():
-                        add(out, a + b, f"{ea[0]}+{eb[0]}")
-                        add(out, a * b, f"({ea[0]})*({eb[0]})")
-                        if a - b >= 0:
-                            add(out, a - b, f"{ea[0]}-({eb[0]})")
-                        if b - a >= 0:
-                            add(out, b - a, f"{eb[0]}-({ea[0]})")
-                        if b != 0:
-                            add(out, a / b, f"({ea[0]})/({eb[0]})")
-                        if a != 0:
-                            add(out, b / a, f"({eb[0]})/({ea[0]})")
+            if sub < other:  # each unordered split once; both orders handled in _combine_subsets
+                _combine_subsets(out, table[sub], table[other])
             sub = (sub - 1) & mask
         table[mask] = {v: tuple(_simplify(e) for e in es) for v, es in out.items()}
     return table

@@ -10,8 +10,9 @@ candidate's content only, not the ``"1."`` marker nor the surrounding whitespace
 off: ``parsed_ok`` is False when the answer did not yield exactly ``k`` non-empty candidates (or no
 list at all), with the ``reason``; tolerated format deviations are listed in ``issues``.
 
-:func:`char_spans_to_token_spans` maps those character spans to token spans with a tokenizer's offset
-mapping, so candidate-level credit (ShapE-GRPO, arXiv 2603.29871) lands on the right tokens.
+The trainer maps those character spans to token spans with a tokenizer's offset mapping
+(``credo.llm.rollout.char_spans_to_token_spans``, beside the tokenizer-facing code), so
+candidate-level credit lands on the right tokens.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from credo.llm.rollout import char_spans_to_token_spans
-
 __all__ = [
     "ParsedCandidates",
-    "char_spans_to_token_spans",
     "format_numbered_list",
     "parse_numbered_list",
     "unparsable_share",
@@ -166,6 +164,91 @@ def _comma_items(text: str) -> list[_Item]:
     return items
 
 
+def _check_parse_args(text: str, k: int | None) -> None:
+    """Reject a non-string ``text`` and a ``k`` that is not None nor an int ``>= 1``."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"k must be an int or None, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1 (the number of candidates asked for), got {k}")
+
+
+def _marked_list_items(
+    marked: list[_Item], all_items: list[_Item], k: int | None, issues: list[str]
+) -> list[_Item]:
+    """The items of a marked list: from the first to the last marked line (preamble dropped), plus
+    unmarked trailing lines while fewer than ``k`` items have been found."""
+    first = all_items.index(marked[0])
+    last = max(i for i, it in enumerate(all_items) if it.marker != "none")
+    if first > 0:
+        issues.append("text before the list")
+    items = list(all_items[first : last + 1])
+    trailing = all_items[last + 1 :]
+    if any(it.marker == "none" for it in items):
+        issues.append("item without a marker inside the list")
+    if trailing:
+        n_take = 0 if k is None else max(0, k - len(items))
+        if n_take:
+            issues.append("unmarked lines after the list taken as items")
+        items.extend(trailing[:n_take])
+        if len(trailing) > n_take:
+            issues.append("text after the list")
+    return items
+
+
+def _unmarked_list_items(text: str, all_items: list[_Item], issues: list[str]) -> list[_Item]:
+    """The items of an answer without markers: its non-empty lines, or a single line split at commas
+    or semicolons."""
+    issues.append("no list markers")
+    items = _comma_items(text) if len(all_items) == 1 else all_items
+    if len(all_items) == 1 and len(items) > 1:
+        issues.append("comma-separated list")
+    return items
+
+
+def _note_numbering_issues(items: list[_Item], issues: list[str]) -> None:
+    """Record missing numbers, bullets, duplicate numbers and numbers out of order."""
+    markers = {it.marker for it in items}
+    if "nonum" in markers:
+        issues.append("marker without a number")
+    if "bullet" in markers:
+        issues.append("bullet markers instead of numbers")
+    numbers = [it.number for it in items if it.number is not None]
+    if len(set(numbers)) < len(numbers):
+        issues.append("duplicate numbers")
+    elif numbers != sorted(numbers) or (numbers and numbers[0] != 1):
+        issues.append("numbers out of order")
+
+
+def _candidates_and_spans(text: str, items: list[_Item]) -> tuple[list[str], list[tuple[int, int] | None]]:
+    """Each item's whitespace-stripped content and span (``""`` and None for an empty item)."""
+    candidates: list[str] = []
+    spans: list[tuple[int, int] | None] = []
+    for it in items:
+        s, e = _strip_span(text, it.start, it.end)
+        if e > s:
+            candidates.append(text[s:e])
+            spans.append((s, e))
+        else:
+            candidates.append("")
+            spans.append(None)
+    return candidates, spans
+
+
+def _failure_reason(n_items: int, candidates: list[str], k: int | None) -> str:
+    """Why the answer is not a valid list (``""`` when it is)."""
+    n_empty = sum(c == "" for c in candidates)
+    if k is not None and n_items != k:
+        return f"{n_items} items, expected {k}"
+    if n_empty:
+        return f"{n_empty} empty item(s)"
+    if not candidates:
+        return "no items"
+    return ""
+
+
 def parse_numbered_list(text: str, k: int | None = None) -> ParsedCandidates:
     """Parse a numbered list of candidates out of ``text``, tolerating small-model format errors.
 
@@ -191,69 +274,21 @@ def parse_numbered_list(text: str, k: int | None = None) -> ParsedCandidates:
     Returns:
         :class:`ParsedCandidates`; ``text[s:e] == candidate`` for every span ``(s, e)``.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if k is not None:
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise TypeError(f"k must be an int or None, got {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1 (the number of candidates asked for), got {k}")
+    _check_parse_args(text, k)
     issues: list[str] = []
     marked, all_items = _line_items(text, issues)
     if marked:
-        first = all_items.index(marked[0])
-        last = max(i for i, it in enumerate(all_items) if it.marker != "none")
-        if first > 0:
-            issues.append("text before the list")
-        items = list(all_items[first : last + 1])
-        trailing = all_items[last + 1 :]
-        if any(it.marker == "none" for it in items):
-            issues.append("item without a marker inside the list")
-        if trailing:
-            n_take = 0 if k is None else max(0, k - len(items))
-            if n_take:
-                issues.append("unmarked lines after the list taken as items")
-            items.extend(trailing[:n_take])
-            if len(trailing) > n_take:
-                issues.append("text after the list")
+        items = _marked_list_items(marked, all_items, k, issues)
     elif all_items:
-        issues.append("no list markers")
-        items = _comma_items(text) if len(all_items) == 1 else all_items
-        if len(all_items) == 1 and len(items) > 1:
-            issues.append("comma-separated list")
+        items = _unmarked_list_items(text, all_items, issues)
     else:
         return ParsedCandidates((), (), False, "empty answer" if not text.strip() else "no items", ())
     items = items[:_MAX_ITEMS] if k is None else items
-    markers = {it.marker for it in items}
-    if "nonum" in markers:
-        issues.append("marker without a number")
-    if "bullet" in markers:
-        issues.append("bullet markers instead of numbers")
-    numbers = [it.number for it in items if it.number is not None]
-    if len(set(numbers)) < len(numbers):
-        issues.append("duplicate numbers")
-    elif numbers != sorted(numbers) or (numbers and numbers[0] != 1):
-        issues.append("numbers out of order")
+    _note_numbering_issues(items, issues)
     n_extra = 0 if k is None else max(0, len(items) - k)
     kept = items if k is None else items[:k]
-    candidates: list[str] = []
-    spans: list[tuple[int, int] | None] = []
-    for it in kept:
-        s, e = _strip_span(text, it.start, it.end)
-        if e > s:
-            candidates.append(text[s:e])
-            spans.append((s, e))
-        else:
-            candidates.append("")
-            spans.append(None)
-    n_empty = sum(c == "" for c in candidates)
-    reason = ""
-    if k is not None and len(items) != k:
-        reason = f"{len(items)} items, expected {k}"
-    elif n_empty:
-        reason = f"{n_empty} empty item(s)"
-    elif not candidates:
-        reason = "no items"
+    candidates, spans = _candidates_and_spans(text, kept)
+    reason = _failure_reason(len(items), candidates, k)
     return ParsedCandidates(
         candidates=tuple(candidates),
         spans=tuple(spans),

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from credo.llm.rollout import sample_completions, sequence_logprobs
 from credo.tasks.base import SetTask, TaskPrompt
 
 
@@ -38,8 +39,6 @@ def evaluate_set_policy(
     batch_prompts: int = 32,
 ) -> dict[str, float]:
     """Evaluate ``model`` on ``prompts`` (see the module docstring); returns the metric means."""
-    from credo.llm.rollout import sample_completions, sequence_logprobs
-
     if not prompts:
         raise ValueError("evaluate_set_policy needs at least one prompt")
     if samples_per_prompt < 1:

@@ -1,0 +1,215 @@
+"""Set-up of a run: seeding, checks of the estimator's needs, device precision, the policy and
+tokenizer, the frozen reference, the optimizer and its learning-rate schedule.
+
+Each function does one thing the trainer's constructor (or its SFT warm-up) needs; none of them keeps
+state. The policy is loaded from ``model.model_path`` or built as a tiny local model
+(:mod:`credo.llm.tiny`), with dropout off: the log-probs of a training forward pass must equal those
+recorded at rollout for the same parameters (PPO's ratio, the KL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from credo.credit import EstimatorSpec
+from credo.llm.checkpoint import latest_checkpoint
+from credo.llm.config import LossConfig, ModelConfig, TrainConfig
+from credo.llm.rewards import WeightedReward
+from credo.llm.tiny import (
+    DEFAULT_CHARS,
+    build_char_tokenizer,
+    build_tiny_model,
+    load_tokenizer,
+    tiny_model_config,
+)
+
+# ----------------------------------------------------------------------------------------------------
+# Seeding
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of training step ``step`` on process ``rank`` (distinct for every triple)."""
+    return (seed * 1_000_003 + step) * 1_009 + rank
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks before anything is built
+
+
+def check_estimator_needs(spec: EstimatorSpec, reward_fns: Sequence[WeightedReward], lc: LossConfig) -> None:
+    """A ValueError when nothing would supply a batch field the estimator requires."""
+    kinds = {r.kind for r in reward_fns}
+    providers = {
+        "candidate_scores": "candidates" in kinds,
+        "candidate_spans": "candidates" in kinds,
+        "token_rewards": "tokens" in kinds or (lc.kl_beta > 0 and lc.kl_mode == "reward"),
+        "values": True,  # the trainer builds a critic
+    }
+    for need in spec.requires:
+        if not providers.get(need, False):
+            what = "a candidate reward function (see credo.llm.rewards.candidate_reward)"
+            if need == "token_rewards":
+                what = "a per-step reward function or the KL penalty in the reward"
+            raise ValueError(f"estimator {spec.name!r} needs {need}: add {what}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Precision
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """``precision`` with ``"auto"`` resolved: bf16 autocast on CUDA with bf16, fp32 elsewhere."""
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        return "bf16-mixed" if bf16_ok else "fp32"
+    if precision in ("bf16", "bf16-mixed") and device.type == "cuda" and not bf16_ok:
+        raise ValueError(f"precision={precision!r}: this CUDA device does not support bf16")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast for ``bf16-mixed``, nothing otherwise."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The policy, the reference
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0: the log-probs of a training forward pass must equal those
+    recorded at rollout for the same parameters (PPO's ratio, the KL), which dropout would break."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    for key in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "hidden_dropout", "dropout"):
+        if config is not None and isinstance(getattr(config, key, None), float):
+            setattr(config, key, 0.0)
+
+
+def load_policy(
+    mc: ModelConfig, device: torch.device, precision: str, model: Any = None, tokenizer: Any = None
+) -> tuple[Any, Any]:
+    """The policy and its tokenizer (``model`` / ``tokenizer`` when given, else from ``mc``), on
+    ``device``, in bf16 for ``precision="bf16"`` (else fp32), dropout off, in training mode."""
+    if tokenizer is None:
+        if mc.tokenizer_path or mc.model_path:
+            tokenizer = load_tokenizer(mc.tokenizer_path or mc.model_path)
+        else:
+            tokenizer = build_char_tokenizer(mc.chars or DEFAULT_CHARS)
+    if model is None:
+        if mc.model_path:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(mc.model_path)
+        else:
+            cfg = tiny_model_config(
+                len(tokenizer),
+                arch=mc.arch,
+                hidden_size=mc.hidden_size,
+                num_layers=mc.num_layers,
+                num_heads=mc.num_heads,
+                intermediate_size=mc.intermediate_size,
+                max_position_embeddings=mc.context_length,
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            model = build_tiny_model(cfg, seed=mc.init_seed)
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no EOS token: completions could never stop")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = model.to(device=device, dtype=dtype)
+    disable_dropout(model)
+    model.train()
+    return model, tokenizer
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    (enable or model.gradient_checkpointing_enable)()
+
+
+def find_checkpoint(output_dir: str | None, resume: bool) -> Path | None:
+    """The checkpoint to resume from: the latest complete one under ``output_dir``, if ``resume``."""
+    if not (output_dir and resume):
+        return None
+    return latest_checkpoint(Path(output_dir) / "checkpoints")
+
+
+def make_reference(
+    policy: Any, output_dir: str | None, resumed: bool, is_main: bool, device: torch.device
+) -> Any:
+    """The frozen reference: a copy of the policy as RL starts (after SFT). Saved once in
+    ``output_dir/reference.pt`` so that a resumed run gets the same one."""
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    if output_dir:
+        path = Path(output_dir) / "reference.pt"
+        if resumed and path.exists():
+            reference.load_state_dict(torch.load(path, map_location=device))
+        elif is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(reference.state_dict(), tmp)
+            tmp.replace(path)
+    return reference
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimizer and schedule
+
+
+def make_optimizer(
+    policy: Any, critic: nn.Module | None, config: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW over the policy's trainable parameters and the critic's (at ``critic.lr`` if set)."""
+    oc = config.optim
+    groups: list[dict[str, Any]] = [{"params": [p for p in policy.parameters() if p.requires_grad]}]
+    if critic is not None:
+        groups.append({"params": list(critic.parameters()), "lr": config.critic.lr or oc.lr})
+    fused = device.type == "cuda"  # one kernel, no full-size temporaries
+    return torch.optim.AdamW(
+        groups, lr=oc.lr, betas=tuple(oc.betas), eps=oc.eps, weight_decay=oc.weight_decay, fused=fused
+    )
+
+
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the base LR at step s: linear warm-up, then constant, linear decay or cosine."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    oc = config.optim
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(oc.schedule, oc.warmup_steps, config.steps))

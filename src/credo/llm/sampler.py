@@ -1,0 +1,128 @@
+"""Samplers: how a training step draws G completions per prompt from the current policy.
+
+One sampler is chosen when the trainer is built (:func:`make_sampler`, from ``rollout.backend``); the
+training step calls ``sampler.sample(prompt_texts) -> RolloutBatch`` and never branches on the
+backend. Either way the batch records ``log pi_old``, the policy's per-token log-probs of what it
+sampled, at the sampling temperature.
+
+* :class:`HFSampler`: transformers ``generate`` on the policy itself (log-probs recorded while
+  sampling: :func:`credo.llm.rollout.sample_completions`);
+* :class:`VLLMSampler`: a vLLM engine loaded with the policy's current weights before each rollout,
+  ``log pi_old`` recomputed by the policy (:mod:`credo.llm.vllm_backend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+
+from credo.llm.config import TrainConfig
+from credo.llm.distributed import Distributed
+from credo.llm.models import autocast
+from credo.llm.rollout import RolloutBatch, sample_completions
+from credo.llm.vllm_backend import make_engine, sample_completions_vllm
+
+
+class Sampler(Protocol):
+    def sample(self, prompts: Sequence[str]) -> RolloutBatch:
+        """G completions of each prompt text (rows prompt-major), with ``log pi_old``."""
+        ...
+
+
+class HFSampler:
+    """Sampling with transformers ``generate`` on the policy (``model`` as the trainer holds it:
+    wrapped for DDP / FSDP or not)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: TrainConfig,
+        precision: str,
+        device: torch.device,
+        dist: Distributed,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.rollout = config.rollout
+        self.precision = precision
+        self.device = device
+        self.dist = dist
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str]) -> RolloutBatch:
+        rc = self.rollout
+        # A static KV cache is allocated in the weights' dtype; with fp32 weights under bf16 autocast
+        # ("bf16-mixed") the bf16 keys/values could not be written into it, so such generation runs
+        # without autocast (in fp32).
+        fp32_static = rc.static_cache and self.precision == "bf16-mixed"
+        precision = contextlib.nullcontext() if fp32_static else autocast(self.precision, self.device)
+        with self.dist.generation_context(self.model), precision:
+            return sample_completions(
+                self.dist.unwrap(self.model),
+                self.tokenizer,
+                prompts,
+                rc.group_size,
+                rc.max_new_tokens,
+                rc.temperature,
+                rc.top_k,
+                static_cache=rc.static_cache,
+                pad_to_multiple_of=rc.pad_to_multiple_of,
+            )
+
+
+class VLLMSampler:
+    """Sampling with a vLLM engine (created on the first rollout) that gets the policy's weights
+    before each rollout."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: TrainConfig,
+        precision: str,
+        device: torch.device,
+        dist: Distributed,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.precision = precision
+        self.device = device
+        self.dist = dist
+        self.engine: Any = None
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str]) -> RolloutBatch:
+        if self.engine is None:
+            self.engine = make_engine(self.config.model, self.precision)
+        return sample_completions_vllm(
+            self.engine,
+            self.dist.unwrap(self.model),
+            self.tokenizer,
+            list(prompts),
+            self.config.rollout,
+            self.device,
+            lambda: autocast(self.precision, self.device),
+        )
+
+
+SAMPLERS: dict[str, type[HFSampler] | type[VLLMSampler]] = {"hf": HFSampler, "vllm": VLLMSampler}
+
+
+def check_backend(backend: str) -> None:
+    """A ValueError, before anything is built, when ``backend`` cannot run here."""
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("rollout.backend='vllm' but vLLM is not installed: pip install vllm, or use 'hf'")
+
+
+def make_sampler(
+    config: TrainConfig, model: Any, tokenizer: Any, precision: str, device: torch.device, dist: Distributed
+) -> HFSampler | VLLMSampler:
+    """The sampler of ``config.rollout.backend``."""
+    check_backend(config.rollout.backend)
+    return SAMPLERS[config.rollout.backend](model, tokenizer, config, precision, device, dist)
