@@ -17,10 +17,27 @@ The config (YAML)::
     reference: grpo                   # the estimator the others are compared with
     output_dir: runs/compare
 
-How it runs: one supervised warm-up (SFT) builds the shared starting policy (saved and reused); then
-each (estimator, seed) run starts from a copy of it, with the same data order and budget. Every run
-checkpoints as the trainer does and records its evaluations in ``eval.jsonl``; a killed comparison
-resumes where it stopped (finished runs are skipped, unfinished ones resume from their checkpoint).
+How it runs: one supervised warm-up (SFT, seed 0) builds the shared starting policy, saved in
+``output_dir/start`` and reused; then each (estimator, seed) run loads it and trains with the same
+data and budget. Every run checkpoints as the trainer does and records its evaluations in
+``runs/<estimator>-seed<seed>/eval.jsonl``; a killed comparison resumes where it stopped (finished
+runs are skipped, unfinished ones resume from their checkpoint).
+
+Paired seeds: for a given seed, every estimator starts from the same saved start weights, takes the
+same training prompts in the same order (the prompt list and its order are functions of the seed) and
+draws from the same random stream at every step (a function of seed, step and process), so at step 0
+all estimators sample exactly the same completions; they part only once their updates differ. The
+report therefore compares each estimator with the reference seed by seed (paired differences).
+
+Parallel runs: ``--jobs N`` trains the (estimator, seed) runs in N worker processes (``credo compare
+<output_dir>/jobs/compare.yaml --only EST --seeds [S] --no-report``, each with cpu_count // N CPU
+threads and its log in its run directory) once the parent has built the start; the parent shows one
+progress bar over all steps and writes the report. A failing worker stops the others and fails with
+the end of its log; finished runs are kept and a rerun resumes the rest.
+
+Command line: ``--only a,b`` (or ``--only a --only b``) runs some of the estimators, ``--seeds [0,1]``
+(any top-level key can be overridden so) some seeds, ``--start-only`` builds the start, ``--report-only``
+writes the report from what is recorded, ``--no-report`` trains without writing one.
 Outputs in ``output_dir``: ``metrics.jsonl`` (all evaluations), ``curves.png``, ``report.md``.
 """
 
@@ -29,11 +46,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import torch
 import yaml
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
@@ -47,7 +69,20 @@ from credo.credit.registry import bind_options
 from credo.llm.config import load_config, merge_config_dicts, parse_overrides
 from credo.llm.tiny import load_tokenizer, save_tokenizer
 
-METRICS = ("set_utility", "mean_candidate_score", "distinct_valid", "unparsable", "kl_to_start")
+METRICS = (
+    "set_utility",
+    "mean_candidate_score",
+    "distinct_valid",
+    "unparsable",
+    "early_stop",
+    "kl_to_start",
+)
+START_SEED = 0  # the seed of the SFT warm-up that builds the shared start (whatever seeds are run)
+PAIRED_SEEDS = (
+    "per seed, every estimator starts from the same saved weights (start/), takes the same training "
+    "prompts in the same order and draws from the same random stream at each step (functions of the "
+    "seed and step), so all sample the same completions at step 0"
+)
 
 
 @dataclass
@@ -62,6 +97,8 @@ class CompareConfig:
     threshold: float | None = None
     reference: str = "grpo"
     output_dir: str = "runs/compare"
+    keep_checkpoints: bool = True  # False: no checkpoint is written (a killed run restarts; saves disk
+    #                                for pretrained models, whose optimizer state is GBs per run)
 
 
 def resolve_compare_config(name: str) -> Path:
@@ -80,6 +117,23 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, An
         data["train"] = train_extra
     data.update(extra)
     return data
+
+
+def _seed_list(seeds: Any) -> list[int]:
+    """``seeds`` as a list of ints: a list, one int, or a comma-separated string (``--seeds 0,1``)."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    elif isinstance(seeds, str):
+        seeds = [part for part in seeds.replace(",", " ").split() if part]
+    if not isinstance(seeds, list | tuple):
+        raise TypeError(f"compare config 'seeds' must be a list of ints, got {seeds!r}")
+    try:
+        result = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise TypeError(f"compare config 'seeds' must be a list of ints, got {seeds!r}") from None
+    if len(set(result)) != len(result):
+        raise ValueError(f"compare config 'seeds' lists a seed twice: {result}")
+    return result
 
 
 def _check_compare_config(cfg: CompareConfig) -> None:
@@ -115,8 +169,20 @@ def load_compare_config(path: str | Path, overrides: list[str] | None = None) ->
     cfg = CompareConfig(**data)
     if isinstance(cfg.estimators, list):
         cfg.estimators = {name: {} for name in cfg.estimators}
+    cfg.seeds = _seed_list(cfg.seeds)
     _check_compare_config(cfg)
     return cfg
+
+
+def select_estimators(cfg: CompareConfig, only: list[str] | None) -> None:
+    """Keep the estimators named in ``only`` (entries may be comma-separated), in that order."""
+    names = [n for entry in only or [] for n in entry.replace(",", " ").split()]
+    if not names:
+        return
+    unknown = [n for n in names if n not in cfg.estimators]
+    if unknown:
+        raise ValueError(f"--only names estimator(s) {unknown} that the config does not list")
+    cfg.estimators = {n: cfg.estimators[n] for n in dict.fromkeys(names)}
 
 
 def train_config_for(cfg: CompareConfig, estimator: str | None, seed: int, output_dir: Path | None) -> Any:
@@ -131,25 +197,40 @@ def train_config_for(cfg: CompareConfig, estimator: str | None, seed: int, outpu
     return load_config(resolve_config_path(cfg.train), overrides)
 
 
-def starting_policy(cfg: CompareConfig, out: Path) -> tuple[Any, Any]:
-    """The shared starting policy: SFT warm-up once (saved in ``out/start``), reused afterwards."""
-
+def build_start(cfg: CompareConfig, out: Path) -> Path:
+    """The shared starting policy's directory, ``out/start``: the SFT warm-up (seed ``START_SEED``)
+    is run and saved the first time (written aside, then renamed: a killed build leaves no start)."""
     start = out / "start"
     if (start / "config.json").exists():
-        return AutoModelForCausalLM.from_pretrained(start), load_tokenizer(start)
-    first = next(iter(cfg.estimators))
-    warm = train_config_for(cfg, first, cfg.seeds[0], None)
-    trainer = build_trainer(warm)
+        return start
+    trainer = build_trainer(train_config_for(cfg, None, START_SEED, None))
     trainer.warm_up()  # the SFT warm-up only: no RL step is taken
-    model, tokenizer = trainer.unwrapped_model, trainer.tokenizer
-    start.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(start)
-    save_tokenizer(tokenizer, start)
-    return model, tokenizer
+    partial = out / "start.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    trainer.unwrapped_model.save_pretrained(partial)
+    save_tokenizer(trainer.tokenizer, partial)
+    trainer.close()
+    del trainer
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the workers of --jobs need the memory, not this process
+    partial.rename(start)
+    return start
+
+
+def starting_policy(cfg: CompareConfig, out: Path) -> tuple[Any, Any]:
+    """The shared starting policy as saved in ``out/start`` (built once by :func:`build_start`): every
+    run starts from these saved weights, whether it is trained here or in a worker process."""
+    start = build_start(cfg, out)
+    return AutoModelForCausalLM.from_pretrained(start), load_tokenizer(start)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def run_dir_of(out: Path, estimator: str, seed: int) -> Path:
+    return out / "runs" / f"{estimator}-seed{seed}"
 
 
 def run_one(
@@ -157,7 +238,7 @@ def run_one(
 ) -> list[dict[str, Any]]:
     """Train one (estimator, seed) run from the starting policy, evaluating as configured."""
 
-    run_dir = out / "runs" / f"{estimator}-seed{seed}"
+    run_dir = run_dir_of(out, estimator, seed)
     done_file, eval_file = run_dir / "done", run_dir / "eval.jsonl"
     if done_file.exists():
         bar.update(train_config_for(cfg, estimator, seed, None).steps)
@@ -165,6 +246,8 @@ def run_one(
     config = train_config_for(cfg, estimator, seed, run_dir)
     config.sft.steps = 0  # the starting policy is already warmed up
     config.progress = False
+    if not cfg.keep_checkpoints:
+        config.checkpoint_every = 0
     task = make_set_task(config)
     if task is None:
         raise ValueError("credo compare needs a set-level task: set task.set_task in the train config")
@@ -208,40 +291,168 @@ def run_one(
         evaluate()
     finally:
         trainer.close()
-    if not config.checkpoint_every or config.steps % config.checkpoint_every:
+    if cfg.keep_checkpoints and (not config.checkpoint_every or config.steps % config.checkpoint_every):
         trainer.save()
     done_file.write_text("done\n")
     return records
 
 
-def run_comparison(cfg: CompareConfig, train: bool = True) -> dict[str, Path]:
-    """Run every (estimator, seed), then write ``metrics.jsonl``, ``curves.png`` and ``report.md``.
+# ----------------------------------------------------------------------------------------------------
+# Parallel runs (--jobs N): one worker process per (estimator, seed) run, N at a time
 
-    ``train=False`` only gathers the evaluations already recorded (of finished or unfinished runs)
-    into the report.
-    """
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    steps = train_config_for(cfg, None, cfg.seeds[0], None).steps
+
+def cpu_count() -> int:
+    """The CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class _Worker:
+    estimator: str
+    seed: int
+    proc: subprocess.Popen  # type: ignore[type-arg]
+    log: Path
+    handle: IO[bytes]
+
+
+def write_worker_config(cfg: CompareConfig, out: Path) -> Path:
+    """This comparison's config, resolved (command-line overrides applied), for the workers to read."""
+    path = out / "jobs" / "compare.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {**asdict(cfg), "output_dir": str(out.resolve())}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _launch(
+    config_path: Path, out: Path, estimator: str, seed: int, threads: int, gpu: int | None
+) -> _Worker:
+    command = [
+        sys.executable, "-m", "credo.cli.main", "compare", str(config_path),
+        "--only", estimator, "--seeds", f"[{seed}]", "--no-report",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "CREDO_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "TQDM_DISABLE": "1",
+    }
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    run_dir = run_dir_of(out, estimator, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "worker.log"
+    handle = open(log, "wb")  # noqa: SIM115  (closed when the worker ends)
+    proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    return _Worker(estimator, seed, proc, log, handle)
+
+
+def _last_step(path: Path) -> int:
+    """The ``step`` of the last complete JSON line of ``path`` (0 when there is none)."""
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 16384))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def run_progress(out: Path, estimator: str, seed: int, steps: int) -> int:
+    """Training steps done by one run: all of them once it is finished, else the last step its trainer
+    logged (``metrics.jsonl``) or evaluated (``eval.jsonl``)."""
+    run_dir = run_dir_of(out, estimator, seed)
+    if (run_dir / "done").exists():
+        return steps
+    return min(steps, max(_last_step(run_dir / "metrics.jsonl"), _last_step(run_dir / "eval.jsonl")))
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+def _stop(workers: list[_Worker]) -> None:
+    """End the still-running workers (their checkpoints are kept: a rerun resumes them)."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.terminate()
+    for w in workers:
+        try:
+            w.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+        w.handle.close()
+
+
+def _reap(running: list[_Worker]) -> None:
+    """Remove the workers that have ended; a RuntimeError with its log's end when one failed."""
+    for w in [w for w in running if w.proc.poll() is not None]:
+        running.remove(w)
+        w.handle.close()
+        if w.proc.returncode != 0:
+            raise RuntimeError(
+                f"credo compare: run {w.estimator}-seed{w.seed} failed (exit code {w.proc.returncode}); "
+                f"finished runs are kept and rerunning resumes the others. The end of {w.log}:\n"
+                f"{_log_tail(w.log)}"
+            )
+
+
+def train_parallel(cfg: CompareConfig, out: Path, steps: int, jobs: int, bar: Any) -> None:
+    """Every unfinished (estimator, seed) run in a worker process, ``jobs`` at a time; the start is
+    built here first. CPU threads are shared out (cpu_count // jobs each); with several GPUs, the
+    workers take them in turn."""
+    build_start(cfg, out)
+    config_path = write_worker_config(cfg, out)
+    runs = [(e, s) for s in cfg.seeds for e in cfg.estimators]
+    pending = [r for r in runs if not (run_dir_of(out, *r) / "done").exists()]
+    threads = max(1, cpu_count() // jobs)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    running: list[_Worker] = []
+    launched = 0
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                gpu = launched % gpus if gpus > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ else None
+                running.append(_launch(config_path, out, *pending.pop(0), threads, gpu))
+                launched += 1
+            time.sleep(0.5)
+            bar.update(max(0, sum(run_progress(out, e, s, steps) for e, s in runs) - bar.n))
+            bar.set_postfix(running=len(running), waiting=len(pending))
+            _reap(running)
+    finally:
+        _stop(running)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The comparison: train, then report
+
+
+def gather_records(cfg: CompareConfig, out: Path) -> list[dict[str, Any]]:
+    """The evaluations recorded by every (estimator, seed) run of ``cfg``, seed by seed."""
     records: list[dict[str, Any]] = []
-    if train:
-        model, tokenizer = starting_policy(cfg, out)
-        with tqdm(total=steps * len(cfg.estimators) * len(cfg.seeds), desc="compare", unit="step") as bar:
-            for seed in cfg.seeds:
-                for estimator in cfg.estimators:
-                    records += run_one(cfg, estimator, seed, model, tokenizer, out, bar)
-    else:
-        for seed in cfg.seeds:
-            for estimator in cfg.estimators:
-                records += _read_jsonl(out / "runs" / f"{estimator}-seed{seed}" / "eval.jsonl")
-        if not records:
-            raise ValueError(f"no evaluations recorded under {out / 'runs'} yet")
+    for seed in cfg.seeds:
+        for estimator in cfg.estimators:
+            records += _read_jsonl(run_dir_of(out, estimator, seed) / "eval.jsonl")
+    return records
+
+
+def write_report(
+    cfg: CompareConfig, out: Path, records: list[dict[str, Any]], extra: dict[str, Any]
+) -> dict[str, Path]:
+    """``metrics.jsonl``, ``curves.png`` (one panel per metric) and ``report.md`` from ``records``."""
     metrics_path = out / "metrics.jsonl"
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    plot_path = plot_curves(
-        records, list(METRICS[:4]), out / "curves.png", title=f"credo compare: {cfg.train}"
-    )
+    plot_path = plot_curves(records, list(METRICS), out / "curves.png", title=f"credo compare: {cfg.train}")
     threshold = cfg.threshold
     if threshold is None:
         ref = [s for s in summarize(records, "set_utility") if s.estimator == cfg.reference]
@@ -251,12 +462,12 @@ def run_comparison(cfg: CompareConfig, train: bool = True) -> dict[str, Path]:
         "overrides": cfg.overrides,
         "estimators": cfg.estimators,
         "seeds": cfg.seeds,
-        "steps": steps,
+        "paired_seeds": PAIRED_SEEDS,
+        **extra,
         "eval_every": cfg.eval_every,
         "eval_prompts": cfg.eval_prompts,
         "eval_samples": cfg.eval_samples,
         "threshold": threshold,
-        "wall_time_s": round(time.perf_counter() - started, 1),
     }
     report = markdown_report(
         records,
@@ -272,6 +483,40 @@ def run_comparison(cfg: CompareConfig, train: bool = True) -> dict[str, Path]:
     return {"metrics": metrics_path, "plot": plot_path, "report": report_path}
 
 
+def run_comparison(
+    cfg: CompareConfig, train: bool = True, jobs: int = 1, report: bool = True
+) -> dict[str, Path]:
+    """Run every (estimator, seed) (in ``jobs`` worker processes when ``jobs > 1``), then write
+    ``metrics.jsonl``, ``curves.png`` and ``report.md`` (unless ``report=False``).
+
+    ``train=False`` only gathers the evaluations already recorded (of finished or unfinished runs)
+    into the report.
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    steps = train_config_for(cfg, None, cfg.seeds[0], None).steps
+    if train:
+        total = steps * len(cfg.estimators) * len(cfg.seeds)
+        with tqdm(total=total, desc="compare", unit="step") as bar:
+            if jobs > 1:
+                train_parallel(cfg, out, steps, jobs, bar)
+            else:
+                model, tokenizer = starting_policy(cfg, out)
+                for seed in cfg.seeds:
+                    for estimator in cfg.estimators:
+                        run_one(cfg, estimator, seed, model, tokenizer, out, bar)
+    if not report:
+        return {"runs": out / "runs"}
+    records = gather_records(cfg, out)
+    if not records:
+        raise ValueError(f"no evaluations recorded under {out / 'runs'} yet")
+    extra = {"steps": steps, "jobs": jobs, "wall_time_s": round(time.perf_counter() - started, 1)}
+    return write_report(cfg, out, records, extra)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "compare",
@@ -280,40 +525,74 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="a compare YAML file, or the name of a shipped compare config")
-    parser.add_argument("--only", help="comma-separated estimators of the config to run (others skipped)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="estimators of the config to run, comma-separated or repeated (the others are skipped)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="train the runs in N worker processes (default 1: in this one)"
+    )
     parser.add_argument("--start-only", action="store_true", help="only build the shared starting policy")
     parser.add_argument(
         "--report-only",
         action="store_true",
         help="only write the report from the evaluations recorded so far",
     )
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value overrides")
+    parser.add_argument("--no-report", action="store_true", help="train the runs but write no report")
+    parser.add_argument(
+        "overrides", nargs=argparse.REMAINDER, help="--key value overrides (e.g. --seeds [0,1])"
+    )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides or [])
-    for flag in ("--start-only", "--report-only"):  # flags given after CONFIG land among the overrides
-        if flag in overrides:
-            overrides.remove(flag)
-            setattr(args, flag[2:].replace("-", "_"), True)
-    if "--only" in overrides:
-        at = overrides.index("--only")
-        args.only = overrides[at + 1] if at + 1 < len(overrides) else ""
-        del overrides[at : at + 2]
+_BOOL_FLAGS = ("--start-only", "--report-only", "--no-report")
+
+
+def pop_cli_flags(args: argparse.Namespace, overrides: list[str]) -> list[str]:
+    """Take the command's own flags out of ``overrides`` (flags given after CONFIG land there) into
+    ``args``; the rest are ``--key value`` config overrides."""
+    rest: list[str] = []
+    args.only = list(args.only or [])
+    i = 0
+    while i < len(overrides):
+        name, eq, value = overrides[i].partition("=")
+        if overrides[i] in _BOOL_FLAGS:
+            setattr(args, overrides[i][2:].replace("-", "_"), True)
+            i += 1
+            continue
+        if name not in ("--only", "--jobs"):
+            rest.append(overrides[i])
+            i += 1
+            continue
+        if not eq:
+            value = overrides[i + 1] if i + 1 < len(overrides) else ""
+        i += 1 if eq else 2
+        if name == "--only":
+            args.only.append(value)
+        else:
+            args.jobs = int(value)
+    return rest
+
+
+def configure(args: argparse.Namespace) -> CompareConfig:
+    """The comparison config of a parsed command line (its flags moved into ``args``)."""
+    overrides = pop_cli_flags(args, list(args.overrides or []))
     cfg = load_compare_config(resolve_compare_config(args.config), overrides)
-    if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in names if n not in cfg.estimators]
-        if unknown:
-            raise ValueError(f"--only names estimator(s) {unknown} that the config does not list")
-        cfg.estimators = {n: cfg.estimators[n] for n in names}
+    select_estimators(cfg, args.only)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = configure(args)
+    if os.environ.get("CREDO_NUM_THREADS"):  # a --jobs worker: its share of the CPU threads
+        torch.set_num_threads(max(1, int(os.environ["CREDO_NUM_THREADS"])))
     if args.start_only:
-        starting_policy(cfg, Path(cfg.output_dir))
-        print(f"starting policy: {Path(cfg.output_dir) / 'start'}")
+        print(f"starting policy: {build_start(cfg, Path(cfg.output_dir))}")
         return 0
-    paths = run_comparison(cfg, train=not args.report_only)
-    print(Path(paths["report"]).read_text())
+    paths = run_comparison(cfg, train=not args.report_only, jobs=args.jobs, report=not args.no_report)
+    if "report" in paths:
+        print(Path(paths["report"]).read_text())
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

@@ -9,6 +9,8 @@ draws), parse and score them with the task, and report:
 * ``distinct_valid``: the number of candidates with a positive score (repeats and unknown items
   score 0, so these are distinct and valid);
 * ``unparsable``: the share of answers that did not give exactly K candidates;
+* ``early_stop``: the share of answers that stopped before K candidates (fewer than K candidates
+  with a non-empty parse; an answer with K or more is not early-stopped, extra items are ignored);
 * ``kl_to_start``: the mean over answers of ``sum_t (log pi - log pi_start)``, a Monte Carlo
   estimate of the sequence-level KL(pi || pi_start) to the starting (reference) policy;
 * ``completion_tokens``: the mean answer length in tokens.
@@ -22,7 +24,12 @@ from typing import Any
 import torch
 
 from credo.llm.rollout import sample_completions, sequence_logprobs
-from credo.tasks.base import SetTask, TaskPrompt
+from credo.tasks.base import SetScoring, SetTask, TaskPrompt
+
+
+def _n_candidates(scoring: SetScoring) -> int:
+    """The number of candidates of an answer with a non-empty parse (at most K: the scoring keeps K)."""
+    return sum(1 for c in scoring.candidates if c.strip())
 
 
 @torch.no_grad()
@@ -74,6 +81,7 @@ def evaluate_set_policy(
                         "mean_candidate_score": sum(scoring.scores) / len(scoring.scores),
                         "distinct_valid": float(sum(s > 0 for s in scoring.scores)),
                         "unparsable": 0.0 if scoring.parsed_ok else 1.0,
+                        "early_stop": 1.0 if _n_candidates(scoring) < task.k else 0.0,
                         "kl_to_start": float(kl[b]),
                         "completion_tokens": float(lengths[b]),
                     }

@@ -7,6 +7,14 @@ estimator is in one registry (:data:`ESTIMATORS`), looked up by name with :func:
 from credo.credit import candidate_credit as _candidate_credit  # noqa: F401  (registers shape_grpo, wta)
 from credo.credit import causal_credit as _causal_credit  # noqa: F401  (registers set_splice, set_rtg, set_coma)
 from credo.credit import estimators as _estimators  # noqa: F401  (registers the outcome/GAE estimators)
+from credo.credit.gradient_quality import (
+    GradientBias,
+    cosine,
+    gradient_bias,
+    half_batch_agreement,
+    reference_alignment,
+    token_advantage_variance,
+)
 from credo.credit.groups import (
     GroupStats,
     dr_grpo_advantages,
@@ -65,9 +73,11 @@ __all__ = [
     "CreditBatch",
     "CreditResult",
     "EstimatorSpec",
+    "GradientBias",
     "GroupStats",
     "additive_utility",
     "compute_credit",
+    "cosine",
     "coverage_utility",
     "discounted_returns",
     "dr_grpo_advantages",
@@ -75,9 +85,11 @@ __all__ = [
     "facility_location_utility",
     "gae",
     "get_estimator",
+    "gradient_bias",
     "group_ids_of",
     "group_stats",
     "grpo_advantages",
+    "half_batch_agreement",
     "kl_estimate",
     "kl_k1",
     "kl_k2",
@@ -94,6 +106,7 @@ __all__ = [
     "moving_average_baseline",
     "outcome_token_rewards",
     "potential_based_shaping",
+    "reference_alignment",
     "register_estimator",
     "relevance_diversity_utility",
     "reinforce_advantages",
@@ -113,4 +126,5 @@ __all__ = [
     "span_token_counts",
     "spans_to_token_credit",
     "td_errors",
+    "token_advantage_variance",
 ]

@@ -9,7 +9,10 @@ The foundations of seeds 000-002, each runnable and checked against an exact ans
   :func:`policy_iteration`, :func:`value_iteration`;
 * prediction: :func:`mc_prediction`, :func:`td0`, :func:`td_lambda`, :func:`n_step_td`;
 * control: :func:`mc_control`, :func:`sarsa`, :func:`expected_sarsa`, :func:`q_learning`;
-* the registry ``ALGORITHMS`` that ``credo tabular`` runs by name, and PNG plots.
+* the registry ``ALGORITHMS`` that ``credo tabular`` runs by name, and PNG plots;
+* a tabular set policy with an exact gradient (:class:`SetPolicyBed`, :func:`default_bed`), the test
+  bed of set-valued credit, and :func:`measure_gradient_quality`, the meter behind
+  ``credo diagnose tabular``.
 """
 
 from credo.tabular.control import expected_sarsa, mc_control, q_learning, sarsa
@@ -29,6 +32,7 @@ from credo.tabular.mdp import FiniteMDP, MarkovRewardProcess, random_mdp
 from credo.tabular.plotting import plot_learning_curve, plot_values
 from credo.tabular.prediction import mc_prediction, n_step_td, td0, td_lambda
 from credo.tabular.registry import ALGORITHMS, TabularSettings, run_algorithm
+from credo.tabular.set_policy import SetPolicyBed, default_bed, measure_gradient_quality
 
 __all__ = [
     "ALGORITHMS",
@@ -40,8 +44,10 @@ __all__ = [
     "LearningResult",
     "MDPEnv",
     "MarkovRewardProcess",
+    "SetPolicyBed",
     "TabularProblem",
     "TabularSettings",
+    "default_bed",
     "evaluate_policy",
     "expected_sarsa",
     "greedy_policy",
@@ -50,6 +56,7 @@ __all__ = [
     "make_problem",
     "mc_control",
     "mc_prediction",
+    "measure_gradient_quality",
     "mdp_from_gymnasium",
     "n_step_td",
     "plot_learning_curve",
