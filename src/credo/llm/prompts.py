@@ -91,9 +91,10 @@ class PromptOrder:
     def permutation(self, epoch: int) -> list[int]:
         """The prompt order of pass ``epoch`` over the prompts (seeded; the last two are cached)."""
         cache = self._permutations
-        if epoch not in cache:
+        order = cache.get(epoch)
+        if order is None:
             generator = torch.Generator().manual_seed(self.seed + epoch)
-            cache[epoch] = torch.randperm(len(self.prompts), generator=generator).tolist()
-            for old in sorted(cache)[:-2]:
+            order = cache[epoch] = torch.randperm(len(self.prompts), generator=generator).tolist()
+            for old in sorted(k for k in cache if k != epoch)[:-1]:  # keep this one and the newest other
                 del cache[old]
-        return cache[epoch]
+        return order
