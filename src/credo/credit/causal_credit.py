@@ -83,11 +83,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from credo.credit._checks import check_finite, check_tensor, float_dtype
+from credo.credit.candidate_credit import check_candidates
 from credo.credit.games import MaxGame, SetGame
 from credo.credit.groups import group_stats
 from credo.credit.registry import CreditBatch, CreditResult, group_ids_of, register_estimator
-from credo.credit.tokens import span_index_map
 
 __all__ = ["set_coma_estimator", "set_rtg_estimator", "set_splice_estimator"]
 
@@ -142,40 +141,6 @@ def _group_layout(batch: CreditBatch, device: torch.device) -> tuple[Tensor, Ten
     return others, group
 
 
-def _check_candidates(batch: CreditBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(scores [B, K] float, spans [B, K, 2] long, has_span [B, K] bool, owner [B, T] long)``,
-    validated (as :func:`credo.credit.candidate_credit.check_candidates`, kept here so this module
-    does not follow that one's changes)."""
-    scores, spans, mask = batch.candidate_scores, batch.candidate_spans, batch.response_mask
-    if scores is None or spans is None:
-        raise ValueError("candidate credit needs batch.candidate_scores and batch.candidate_spans")
-    check_tensor("candidate_scores", scores)
-    check_tensor("candidate_spans", spans)
-    B = mask.shape[0]
-    if scores.dim() != 2 or scores.shape[0] != B:
-        raise ValueError(f"candidate_scores must be [B, K]=[{B}, K], got shape {tuple(scores.shape)}")
-    if scores.dtype == torch.bool or scores.is_complex():
-        raise TypeError(f"candidate_scores must be a real tensor, got dtype {scores.dtype}")
-    check_finite("candidate_scores", scores)
-    if spans.dim() != 3 or spans.shape[0] != B or spans.shape[2] != 2 or spans.shape[1] != scores.shape[1]:
-        raise ValueError(
-            f"candidate_spans must be [B, K, 2]=[{B}, {scores.shape[1]}, 2], got shape {tuple(spans.shape)}"
-        )
-    try:
-        owner = span_index_map(spans, mask)  # disjoint, inside [0, T], on response tokens
-    except (ValueError, TypeError) as error:
-        raise type(error)(f"candidate_spans: {error}") from error
-    has_span = spans[..., 0] >= 0
-    stray = ~has_span & (scores != 0)
-    if bool(stray.any()):
-        b, k = (int(i) for i in torch.nonzero(stray)[0])
-        raise ValueError(
-            f"candidate_scores[{b}, {k}] = {float(scores[b, k])} but slot {k} of row {b} has no span (-1): "
-            "an unparsable candidate must score 0"
-        )
-    return scores.to(float_dtype(scores)), spans.long(), has_span, owner
-
-
 def _check_slot_order(spans: Tensor, has_span: Tensor) -> None:
     """Slots are written in order: each present span must start after every earlier slot's span."""
     start, end = spans[..., 0], spans[..., 1]
@@ -191,7 +156,7 @@ def _check_slot_order(spans: Tensor, has_span: Tensor) -> None:
 
 
 def _setup(batch: CreditBatch) -> _Setup:
-    scores, spans, has_span, owner = _check_candidates(batch)
+    scores, spans, has_span, owner = check_candidates(batch)
     B, K = has_span.shape
     if K < 1:
         raise ValueError("causal candidate credit needs K >= 1 candidate slots")

@@ -234,6 +234,16 @@ def _neg_inf(dtype: torch.dtype) -> Tensor:
     return torch.full((), -torch.inf, dtype=dtype)
 
 
+def _per_candidate(game: SetGame, name: str) -> Tensor:
+    """Check and store the game's ``[B, K]`` real field ``name`` and its ``present`` mask."""
+    value = _real(name, getattr(game, name), 2)
+    if value.dim() != 2:
+        raise ValueError(f"{name} must be [B, K], got shape {tuple(value.shape)}")
+    object.__setattr__(game, name, value)
+    object.__setattr__(game, "present", _present(game.present, value))
+    return value
+
+
 @dataclass(frozen=True, eq=False)
 class MaxGame(SetGame):
     """v(S) = max_{k in S} r_k, v(empty) = 0: the user takes the best candidate (ShapE-GRPO's game).
@@ -246,11 +256,7 @@ class MaxGame(SetGame):
     candidate_fields: ClassVar[tuple[str, ...]] = ("scores",)
 
     def __post_init__(self) -> None:
-        scores = _real("scores", self.scores, 2)
-        if scores.dim() != 2:
-            raise ValueError(f"scores must be [B, K], got shape {tuple(scores.shape)}")
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "present", _present(self.present, scores))
+        _per_candidate(self, "scores")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -279,11 +285,7 @@ class AdditiveGame(SetGame):
     candidate_fields: ClassVar[tuple[str, ...]] = ("weights",)
 
     def __post_init__(self) -> None:
-        weights = _real("weights", self.weights, 2)
-        if weights.dim() != 2:
-            raise ValueError(f"weights must be [B, K], got shape {tuple(weights.shape)}")
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "present", _present(self.present, weights))
+        _per_candidate(self, "weights")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -540,17 +542,13 @@ class LogSumExpGame(SetGame):
     candidate_fields: ClassVar[tuple[str, ...]] = ("utilities",)
 
     def __post_init__(self) -> None:
-        utilities = _real("utilities", self.utilities, 2)
-        if utilities.dim() != 2:
-            raise ValueError(f"utilities must be [B, K], got shape {tuple(utilities.shape)}")
+        _per_candidate(self, "utilities")
         tau = self.temperature
         if isinstance(tau, bool) or not isinstance(tau, int | float):
             raise TypeError(f"temperature must be a float > 0, got {type(tau).__name__}")
         if not (math.isfinite(tau) and tau > 0):
             raise ValueError(f"temperature must be a finite float > 0, got {tau!r}")
-        object.__setattr__(self, "utilities", utilities)
         object.__setattr__(self, "temperature", float(tau))
-        object.__setattr__(self, "present", _present(self.present, utilities))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -33,9 +33,9 @@ class Sampler(Protocol):
         ...
 
 
-class HFSampler:
-    """Sampling with transformers ``generate`` on the policy (``model`` as the trainer holds it:
-    wrapped for DDP / FSDP or not)."""
+class _PolicySampler:
+    """What every sampler holds: the policy (as the trainer holds it: wrapped for DDP / FSDP or not),
+    its tokenizer, the run's config, precision, device and process group."""
 
     def __init__(
         self,
@@ -48,14 +48,18 @@ class HFSampler:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.rollout = config.rollout
+        self.config = config
         self.precision = precision
         self.device = device
         self.dist = dist
 
+
+class HFSampler(_PolicySampler):
+    """Sampling with transformers ``generate`` on the policy."""
+
     @torch.no_grad()
     def sample(self, prompts: Sequence[str]) -> RolloutBatch:
-        rc = self.rollout
+        rc = self.config.rollout
         # A static KV cache is allocated in the weights' dtype; with fp32 weights under bf16 autocast
         # ("bf16-mixed") the bf16 keys/values could not be written into it, so such generation runs
         # without autocast (in fp32).
@@ -75,26 +79,11 @@ class HFSampler:
             )
 
 
-class VLLMSampler:
+class VLLMSampler(_PolicySampler):
     """Sampling with a vLLM engine (created on the first rollout) that gets the policy's weights
     before each rollout."""
 
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        config: TrainConfig,
-        precision: str,
-        device: torch.device,
-        dist: Distributed,
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.config = config
-        self.precision = precision
-        self.device = device
-        self.dist = dist
-        self.engine: Any = None
+    engine: Any = None
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str]) -> RolloutBatch:
