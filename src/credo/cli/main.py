@@ -19,6 +19,9 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "post-train a causal LM with a credit estimator (GRPO, RLOO, PPO+GAE, ShapE-GRPO, ...)",
     "compare": "compare credit estimators (e.g. ShapE-GRPO vs GRPO) over seeds on a set-level task",
     "diagnose": "measure the gradient quality of credit estimators at a fixed policy",
+    "rm": "train a reward model from preference data (pairs, rankings, ratings)",
+    "prm": "train a process reward model on step labels; rerank answers with it",
+    "methods": "demonstrate HER, COMA and potential-based shaping (progress bar, table, PNG)",
 }
 
 

@@ -1,1 +1,9 @@
-"""credo.methods"""
+"""credo.methods: credit assignment beyond outcome rewards (docs/methods.md).
+
+* :mod:`credo.methods.her`: Hindsight Experience Replay (goal-conditioned replay buffer with the
+  ``final``, ``future`` and ``episode`` strategies), bit flipping, a DQN agent;
+* :mod:`credo.methods.shaping`: potential-based reward shaping of finite MDPs and its grid-world
+  demonstrations;
+* :mod:`credo.methods.coma`: COMA's counterfactual advantage and a cooperative team-game demonstration;
+* :mod:`credo.methods.attribution`: attention and integrated-gradient token attribution for causal LMs.
+"""
