@@ -60,6 +60,7 @@ import yaml
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
+from credo.cli.errors import config_errors
 from credo.cli.evaluate import evaluate_set_policy
 from credo.cli.report import markdown_report, plot_curves, summarize
 from credo.cli.train import resolve_config_path
@@ -584,7 +585,10 @@ def configure(args: argparse.Namespace) -> CompareConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = configure(args)
+    with config_errors(args.config):  # a bad config or override: one line naming it, exit 2
+        cfg = configure(args)
+        for estimator in cfg.estimators:  # each run's train config loads, before any training
+            train_config_for(cfg, estimator, cfg.seeds[0], None)
     if os.environ.get("CREDO_NUM_THREADS"):  # a --jobs worker: its share of the CPU threads
         torch.set_num_threads(max(1, int(os.environ["CREDO_NUM_THREADS"])))
     if args.start_only:

@@ -49,6 +49,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
+from credo.cli.errors import UsageError, config_errors
 from credo.cli.train import resolve_config_path
 from credo.cli.wiring import build_trainer
 from credo.credit import ESTIMATORS, CreditBatch, compute_credit, get_estimator, kl_reward_penalty
@@ -65,10 +66,6 @@ from credo.tabular.set_policy import GAMES, default_bed, measure_gradient_qualit
 
 DEFAULT_ESTIMATORS = ("grpo", "rloo", "shape_grpo", "set_splice", "set_rtg", "set_coma")
 BED_FIELDS = {"candidate_scores", "candidate_spans", "candidate_game"}  # what the tabular bed's batch has
-
-
-class UsageError(ValueError):
-    """A bad command-line argument; the message starts with the argument's name."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -286,11 +283,9 @@ def _lm_config(args: argparse.Namespace, overrides: list[str]) -> Any:
     }
     if args.group_size is not None:
         forced["rollout"]["group_size"] = args.group_size
-    try:
+    with config_errors(f"CONFIG {args.config!r}"):  # the file, and the line or key at fault
         extra = merge_config_dicts(parse_overrides(overrides), forced)
         return load_config(resolve_config_path(args.config), extra)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"CONFIG {args.config!r}: {error}") from None
 
 
 def _lm_trainer(config: Any, model_dir: str | None) -> Any:

@@ -12,6 +12,9 @@ import argparse
 import importlib
 import sys
 
+from credo import __version__
+from credo.cli.errors import UsageError
+
 # Subcommand modules and their one-line help, in the order ``credo --help`` lists them.
 SUBCOMMANDS: dict[str, str] = {
     "demo": "run the main demonstration",
@@ -22,6 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
     "rm": "train a reward model from preference data (pairs, rankings, ratings)",
     "prm": "train a process reward model on step labels; rerank answers with it",
     "methods": "demonstrate HER, COMA and potential-based shaping (progress bar, table, PNG)",
+    "generate": "sample completions of prompts from a trained model directory",
+    "evaluate": "score a trained model on a set-level task's held-out prompts",
 }
 
 
@@ -30,6 +35,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credo", description="Credit assignment for reinforcement learning."
     )
+    parser.add_argument("--version", action="version", version=f"credo {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = set(SUBCOMMANDS) if argv is None else {a for a in argv if a in SUBCOMMANDS}
     for name, help_text in SUBCOMMANDS.items():
@@ -51,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser([command] if command else []).parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as error:  # a bad command line or config: one line, no traceback
+        print(f"credo {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

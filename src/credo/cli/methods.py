@@ -4,7 +4,9 @@ Examples::
 
     credo methods her                 # DQN with and without HER on 8-bit flipping
     credo methods her --bits 15 --episodes 600
-    credo methods coma                # COMA vs a shared team reward, 10 agents
+    credo methods coma                # COMA (learned critic) vs a shared team reward, 5 agents x 5 steps
+    credo methods coma --critic exact # the same with the exact Q table as critic
+    credo methods coma --game matrix  # the one-step 10-agent team game (exact critic)
     credo methods shaping             # Q-learning with and without phi = -distance shaping
 
 Each prints a short table and writes a PNG (``--out``, default ``outputs/methods``).
@@ -20,7 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from credo.methods.coma import coordination_reward, train_matrix_game
+from credo.methods.coma import RelayGame, coordination_reward, train_matrix_game, train_relay_game
 from credo.methods.her import train_bitflip
 from credo.methods.shaping import (
     compare_learning,
@@ -44,9 +46,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default per method)")
     parser.add_argument("--bits", type=int, default=8, help="her: number of bits")
     parser.add_argument("--episodes", type=int, default=None, help="her/shaping: training episodes")
-    parser.add_argument("--agents", type=int, default=10, help="coma: number of agents")
+    parser.add_argument(
+        "--game",
+        choices=("relay", "matrix"),
+        default="relay",
+        help="coma: the 5-step relay game (delayed team reward) or the one-step team game",
+    )
+    parser.add_argument(
+        "--critic",
+        choices=("learned", "exact"),
+        default="learned",
+        help="coma, relay game: learned centralised critic (TD(lambda), target net) or the exact Q table",
+    )
+    parser.add_argument(
+        "--agents", type=int, default=None, help="coma: number of agents (relay 5, matrix 10)"
+    )
     parser.add_argument("--updates", type=int, default=150, help="coma: policy updates")
-    parser.add_argument("--lr", type=float, default=16.0, help="coma: step size of both methods")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="coma: step size of both methods (relay 8, matrix 16)"
+    )
     parser.add_argument("--size", type=int, default=10, help="shaping: grid size")
     parser.set_defaults(func=run)
 
@@ -98,6 +116,52 @@ def _her_runs(args: argparse.Namespace) -> Path:
 
 
 def _coma(args: argparse.Namespace) -> Path:
+    if args.game == "matrix":
+        args.agents, args.lr = args.agents or 10, args.lr or 16.0
+        return _coma_matrix(args)
+    args.agents, args.lr = args.agents or 5, args.lr or 8.0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny MLP: one thread is the fastest
+    try:
+        return _coma_relay(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _coma_relay(args: argparse.Namespace) -> Path:
+    seeds = args.seeds or 5
+    game = RelayGame(args.agents)
+    fig = _figure()
+    ax = fig.add_subplot()
+    rows = []
+    for method, color in (("coma", "C0"), ("reinforce", "C3")):
+        finals, errors = [], []
+        for seed in tqdm(range(seeds), desc=f"coma relay: {method}"):
+            run = train_relay_game(
+                method, game, critic=args.critic, updates=args.updates, batch=8, lr=args.lr, seed=seed
+            )
+            label = f"COMA ({args.critic} critic)" if method == "coma" else "REINFORCE (shared team return)"
+            ax.plot(run.optimal_probability, color=color, alpha=0.7, label=label if seed == 0 else None)
+            finals.append(run.optimal_probability[-1])
+            errors.append(float(run.critic_error[-20:].mean()))
+        f = np.asarray(finals)
+        error = f"{np.mean(errors):.3f}" if method == "coma" and args.critic == "learned" else "-"
+        rows.append((method, run.critic, f"{f.mean():.3f}", f"{f.min():.3f}", int((f > 0.9).sum()), error))
+    ax.set(
+        xlabel="policy updates",
+        ylabel="P(optimal plan)",
+        title=f"{args.agents}-agent relay game, {game.horizon} steps, reward at the end",
+    )
+    ax.legend()
+    header = ("method", "critic", "mean P(opt)", "min P(opt)", f"seeds > 0.9 (of {seeds})", "critic |Q - Q*|")
+    print(_table(header, rows))
+    suffix = "" if args.critic == "learned" else f"-{args.critic}"
+    path = args.out / f"coma-{args.agents}-agents{suffix}.png"
+    fig.savefig(path)
+    return path
+
+
+def _coma_matrix(args: argparse.Namespace) -> Path:
     seeds = args.seeds or 5
     reward = coordination_reward(args.agents, bonus=0.0)
     fig = _figure()
@@ -124,7 +188,7 @@ def _coma(args: argparse.Namespace) -> Path:
     ax.set(xlabel="policy updates", ylabel="P(optimal joint action)", title=f"{args.agents}-agent team game")
     ax.legend()
     print(_table(("method", "mean P(opt)", "min P(opt)", f"seeds > 0.9 (of {seeds})"), rows))
-    path = args.out / f"coma-{args.agents}-agents.png"
+    path = args.out / f"coma-matrix-{args.agents}-agents.png"
     fig.savefig(path)
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import numbers
 import types
 import typing
 from collections.abc import Callable
@@ -37,8 +38,23 @@ def check_same_shape(reference_name: str, reference: Tensor, **others: Tensor | 
             )
 
 
+def check_real(name: str, value: object) -> float:
+    """A real number (a 1-element tensor counts); a TypeError naming ``name`` otherwise."""
+    if isinstance(value, Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_eps(name: str, value: object) -> None:
+    """A finite number ``>= 0`` (an ``eps`` added to a denominator)."""
+    if not 0.0 <= check_real(name, value) < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def check_gamma(name: str, value: float) -> None:
-    if not 0.0 <= float(value) <= 1.0:
+    if not 0.0 <= check_real(name, value) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {value}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from credo.credit._checks import check_eps
 from credo.credit.groups import grpo_advantages, reinforce_advantages, rloo_advantages
 from credo.credit.masks import masked_whiten
 from credo.credit.registry import CreditBatch, CreditResult, group_ids_of, register_estimator
@@ -59,6 +60,7 @@ def reinforce_pp_estimator(batch: CreditBatch, eps: float = 1e-8) -> CreditResul
 
     A_t = whiten_batch( sum_{s >= t} r_s ),  r_s = token_rewards_s + [s = last] R
     """
+    check_eps("eps", eps)
     token_rewards = outcome_token_rewards(batch.rewards, batch.response_mask, batch.token_rewards)
     returns = reward_to_go(token_rewards, batch.response_mask)
     return CreditResult(advantages=masked_whiten(returns, batch.response_mask, eps=eps), info={})

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from credo.credit._checks import check_finite, check_tensor, float_dtype
+from credo.credit._checks import check_eps, check_finite, check_tensor, float_dtype
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,7 @@ def grpo_advantages(
     Returns:
         advantages shaped like ``rewards``.
     """
+    check_eps("eps", eps)
     stats = group_stats(rewards, group_ids)
     _require_pairs(stats, "grpo_advantages")
     adv = stats.centred / (stats.std + eps) if scale else stats.centred
@@ -200,6 +201,7 @@ def reinforce_pp_advantages(
     Returns:
         advantages shaped like ``rewards``; a constant batch gives 0.
     """
+    check_eps("eps", eps)
     if subtract_group_mean:
         centred = group_stats(rewards, group_ids).centred
     else:

@@ -204,6 +204,8 @@ def check_batch(spec: EstimatorSpec, batch: CreditBatch) -> None:
     if mask.dim() != 2:
         raise ValueError(f"response_mask must be [B, T], got shape {tuple(mask.shape)}")
     B, T = mask.shape
+    if B == 0:
+        raise ValueError("the batch is empty: response_mask and rewards hold no completions (B = 0)")
     if batch.rewards.shape != (B,):
         raise ValueError(f"rewards must be [B]=[{B}], got shape {tuple(batch.rewards.shape)}")
     for name in spec.requires:

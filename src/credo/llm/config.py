@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 
 from credo.credit import get_estimator
@@ -144,7 +145,13 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     """The whole run. ``precision``: ``auto`` (bf16 autocast on CUDA with bf16, fp32 elsewhere),
-    ``fp32``, ``bf16-mixed`` (fp32 weights, bf16 autocast) or ``bf16`` (bf16 weights)."""
+    ``fp32``, ``bf16-mixed`` (fp32 weights, bf16 autocast) or ``bf16`` (bf16 weights).
+
+    ``resume``: with ``output_dir`` holding a checkpoint, ``true`` resumes from it if the checkpoint's
+    config matches this one in what shapes the run (model, task, rollout, credit, loss, optim, critic,
+    seed, precision; ``steps`` may be raised to continue) and otherwise refuses, naming the differing
+    keys; ``"force"`` resumes anyway with this config's values (the differences are logged);
+    ``false`` starts afresh (the old logs are moved to ``*.old``)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -161,7 +168,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     output_dir: str | None = None
     checkpoint_every: int = 0
-    resume: bool = True
+    resume: bool | Literal["force"] = True
     log_every: int = 1
     samples_per_step: int = 4
     tensorboard: bool = True
@@ -296,11 +303,30 @@ def _check_choices(config: Any, prefix: str = "") -> None:
             raise ValueError(f"config key {prefix + name!r} must be one of {choices}, got {value!r}")
 
 
+def _check_device(requested: str) -> None:
+    """``auto``, or a device this machine has: ``cuda`` / ``cuda:N`` fail here, naming the device,
+    on a machine without that CUDA device (rather than running silently on the CPU)."""
+    if requested == "auto":
+        return
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"config key 'device': unknown device {requested!r} (auto, cpu, cuda, cuda:N)"
+        ) from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (count == 0 or (device.index or 0) >= count):
+        raise ValueError(
+            f"config key 'device': {requested!r} asked for, but this machine has {count} CUDA device(s)"
+        )
+
+
 def validate_config(config: TrainConfig) -> None:
     """Checks that need no model: choices, ranges, the estimator's name, options, group and batch
     sizes, PPO settings. The estimator's options are bound here (:func:`credo.credit.registry.bind_options`),
     so a misspelt option fails when the config is loaded."""
     _check_choices(config)
+    _check_device(config.device)
     try:
         spec = get_estimator(config.credit.estimator)
     except KeyError as error:
@@ -311,6 +337,7 @@ def validate_config(config: TrainConfig) -> None:
     _positive("rollout.prompts_per_step", r.prompts_per_step)
     _positive("rollout.max_new_tokens", r.max_new_tokens)
     _positive("rollout.temperature", r.temperature)
+    _positive("rollout.top_k", r.top_k, allow_none=True)
     if spec.needs_groups and r.group_size < spec.min_group_size:
         raise ValueError(
             f"estimator {spec.name!r} compares completions of the same prompt and needs "

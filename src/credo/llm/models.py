@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from credo.credit import EstimatorSpec
-from credo.llm.checkpoint import latest_checkpoint
+from credo.llm.checkpoint import load_latest_checkpoint
 from credo.llm.config import LossConfig, ModelConfig, TrainConfig
 from credo.llm.rewards import WeightedReward
 from credo.llm.tiny import (
@@ -149,11 +149,15 @@ def enable_gradient_checkpointing(model: Any) -> None:
     (enable or model.gradient_checkpointing_enable)()
 
 
-def find_checkpoint(output_dir: str | None, resume: bool) -> Path | None:
-    """The checkpoint to resume from: the latest complete one under ``output_dir``, if ``resume``."""
+def find_checkpoint(
+    output_dir: str | None, resume: bool | str
+) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """The checkpoint to resume from, if ``resume`` (``True`` or ``"force"``): ``(path, objects,
+    state)`` of the newest readable one under ``output_dir/checkpoints`` (an unreadable newer one is
+    skipped with a warning naming it), or None."""
     if not (output_dir and resume):
         return None
-    return latest_checkpoint(Path(output_dir) / "checkpoints")
+    return load_latest_checkpoint(Path(output_dir) / "checkpoints")
 
 
 def make_reference(

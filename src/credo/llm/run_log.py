@@ -4,12 +4,16 @@
 * :func:`step_metrics`: the step's metrics dict (rewards, lengths, advantages, KL, losses, credit info);
 * :class:`RunLog`: ``output_dir/metrics.jsonl`` (every ``log_every`` steps), TensorBoard and W&B when
   installed and asked for, ``samples.txt`` (a few completions per step), ``config.yaml``; written by
-  the main process only. On resume, :meth:`RunLog.trim` drops what was logged after the checkpoint.
+  the main process only. On resume, :meth:`RunLog.trim` drops what was logged after the checkpoint;
+  a fresh run into a used ``output_dir`` moves the old logs to ``*.old`` (:meth:`RunLog.start_fresh`),
+  so that no log contradicts the run. What the run says about itself (resuming, a forced resume's
+  config differences, a fresh start) goes to ``run.log`` (:meth:`RunLog.note`).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,7 @@ class RunLog:
     def __init__(self, config: TrainConfig, is_main: bool) -> None:
         self.config = config
         self.out = Path(config.output_dir) if config.output_dir and is_main else None
+        self.is_main = is_main
         self._opened = False
         self._tb: Any = None
         self._wandb: Any = None
@@ -150,6 +155,33 @@ class RunLog:
                         f"--- prompt: {batch.prompts[b]!r}\n    completion: {batch.completions[b]!r}\n"
                         f"    reward: {float(scored.rewards[b]):.4f}\n"
                     )
+
+    def note(self, message: str) -> None:
+        """Print ``message`` (main process only) and append it to ``output_dir/run.log``."""
+        if not self.is_main:
+            return
+        print(f"credo: {message}", flush=True)
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "run.log", "a") as f:
+                f.write(message + "\n")
+
+    def start_fresh(self, checkpoints: bool = False) -> list[str]:
+        """A run that starts at step 0: move the logs of an earlier run in ``output_dir``
+        (``metrics.jsonl``, ``samples.txt``, and ``checkpoints/`` if ``checkpoints``) to ``*.old``
+        (replacing older ones), so that no row is duplicated. Returns the names moved."""
+        if self.out is None:
+            return []
+        moved = []
+        for name in ("metrics.jsonl", "samples.txt") + (("checkpoints",) if checkpoints else ()):
+            path = self.out / name
+            if path.exists():
+                old = path.with_name(name + ".old")
+                if old.is_dir():
+                    shutil.rmtree(old)
+                path.replace(old)
+                moved.append(name)
+        return moved
 
     def trim(self, step: int) -> None:
         """Drop the metrics and samples logged after step ``step`` (a run resumed from its checkpoint)."""

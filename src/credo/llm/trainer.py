@@ -30,6 +30,8 @@ takes whole prompts (so groups stay on one process) and the loss normalisers are
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from credo.credit import (
     get_estimator,
     kl_reward_penalty,
 )
-from credo.llm.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from credo.llm.checkpoint import rng_state, save_checkpoint, set_rng_state
 from credo.llm.config import TrainConfig, config_to_dict, validate_config
 from credo.llm.critic import ValueModel, critic_values, make_critic
 from credo.llm.distributed import Distributed
@@ -96,6 +98,44 @@ class Experience:
     batch: RolloutBatch
     rewards: RewardOutput
     credit: CreditResult
+
+
+# ----------------------------------------------------------------------------------------------------
+# Resuming
+
+RESUME_KEYS = ("model", "task", "rollout", "credit", "loss", "optim", "critic", "seed", "precision")
+"""The config keys (sections) a resumed run must share with its checkpoint; the others (steps, logging,
+paths, progress, device) may change between the runs."""
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}"))
+        return out
+    if isinstance(value, str):  # a callable stored as its repr: its address differs between runs
+        value = re.sub(r" at 0x[0-9a-fA-F]+", "", value)
+    return {prefix: value}
+
+
+def resume_differences(saved: dict[str, Any] | None, config: TrainConfig) -> list[str]:
+    """``config key 'optim.lr': checkpoint has 0.001, this run has 0.0003`` for each key of
+    :data:`RESUME_KEYS` where the checkpoint's saved config (``None``: an old checkpoint without
+    one, nothing to compare) and ``config`` differ."""
+    if not saved:
+        return []
+    current = json.loads(json.dumps(config_to_dict(config), default=str))  # as the checkpoint stored it
+    old, new = {}, {}
+    for key in RESUME_KEYS:
+        old.update(_flatten(saved.get(key), key))
+        new.update(_flatten(current.get(key), key))
+    missing = object()
+    return [
+        f"config key {key!r}: checkpoint has {old.get(key)!r}, this run has {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -164,6 +204,16 @@ class Trainer:
         self.critic: ValueModel | None = None
         self.sft_pairs: list[tuple[str, str]] = []  # the warm-up's, when one is due
         checkpoint = find_checkpoint(config.output_dir, config.resume)
+        self.resumed_from: Path | None = None
+        if checkpoint is not None:
+            self._check_resume(checkpoint[0], checkpoint[2])
+        else:
+            moved = self.run_log.start_fresh(checkpoints=config.resume is False)
+            if moved:
+                self.run_log.note(
+                    f"starting a fresh run in {config.output_dir}: moved the earlier run's "
+                    f"{', '.join(moved)} to {', '.join(m + '.old' for m in moved)}"
+                )
         self.warm_up_due = checkpoint is None and config.sft.steps > 0
         if self.warm_up_due:  # the pairs are read now, so that a bad import path fails before training
             if sft_pairs is None and config.task.sft_pairs is None:
@@ -188,7 +238,7 @@ class Trainer:
             )  # fmt: skip
         self._build(checkpoint=None)
 
-    def _build(self, checkpoint: Path | None) -> None:
+    def _build(self, checkpoint: tuple[Path, dict[str, Any], dict[str, Any]] | None) -> None:
         """Reference, critic, optimizer and schedule, the process group's wrappers, the sampler; then
         the checkpoint's state, when resuming."""
         cfg = self.config
@@ -331,6 +381,8 @@ class Trainer:
         done in total."""
         self.warm_up()
         total = self.config.steps if steps is None else steps
+        if self.resumed_from is not None and self.step_count >= total:
+            self.run_log.note(f"run already finished at step {self.step_count}; raise steps to continue")
         bar = tqdm(
             total=total,
             initial=self.step_count,
@@ -378,13 +430,39 @@ class Trainer:
         }
         return save_checkpoint(Path(self.config.output_dir) / "checkpoints", self.step_count, objects, state)
 
-    def _load(self, path: Path) -> None:
-        objects, state = load_checkpoint(path)
+    def _check_resume(self, path: Path, state: dict[str, Any]) -> None:
+        """Say where the run resumes; refuse (a ValueError naming the keys) when the checkpoint's config
+        differs from this one in what matters, unless ``resume: force``, which logs the differences."""
+        differences = resume_differences(state.get("config"), self.config)
+        step = int(state["step"])
+        if differences and self.config.resume != "force":
+            raise ValueError(
+                f"cannot resume from checkpoint {str(path)!r}: "
+                + "; ".join(differences)
+                + "; pass resume: force (or --resume force) to resume anyway"
+            )
+        self.run_log.note(f"resuming from step {step} (checkpoint {path})")
+        for difference in differences:
+            self.run_log.note(f"resume: force: {difference}; using this run's value")
+        self.resumed_from = path
+
+    def _load(self, checkpoint: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+        _, objects, state = checkpoint
         self.unwrapped_model.load_state_dict(objects["policy"])
         if self.critic is not None:
             self.dist.unwrap(self.critic).load_state_dict(objects["critic"])
+        fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        fresh_base_lrs = list(self.scheduler.base_lrs)
         self.optimizer.load_state_dict(objects["optimizer"])
         self.scheduler.load_state_dict(objects["scheduler"])
+        if self.config.resume == "force":  # this run's optimizer settings and lr, not the checkpoint's
+            groups = self.optimizer.param_groups
+            for group, fresh in zip(groups, fresh_groups, strict=True):
+                group.update(fresh)
+            self.scheduler.base_lrs = fresh_base_lrs
+            for group, factor, base in zip(groups, self.scheduler.lr_lambdas, fresh_base_lrs, strict=True):
+                group["lr"] = base * factor(self.scheduler.last_epoch)
+            self.scheduler._last_lr = [group["lr"] for group in groups]
         set_rng_state(objects["rng"])
         self.step_count = int(state["step"])
         self.run_log.trim(self.step_count)  # drop what was logged after the checkpoint

@@ -14,9 +14,15 @@ The baseline does not depend on agent ``a``'s own action, so the policy gradient
 The critic outputs Q for every action of one agent given the others' actions (as pymarl's
 ``COMALearner``), so ``q[b, a, u]`` holds all the counterfactuals of one forward pass.
 
-This module also holds a small demonstration: a one-step cooperative game of N agents (the critic is
-the exact Q table, ``Q(u) = R(u)``), trained with tabular softmax policies by COMA and by REINFORCE on
-the shared team reward with a mean baseline (:func:`train_matrix_game`).
+This module also holds two demonstrations:
+
+* a one-step cooperative game of N agents (the critic is the exact Q table, ``Q(u) = R(u)``), trained
+  with tabular softmax policies by COMA and by REINFORCE on the shared team reward with a mean
+  baseline (:func:`train_matrix_game`);
+* a multi-step one, :class:`RelayGame` (T steps, the team reward paid only at the end), where COMA
+  uses a learned :class:`CentralCritic` trained on TD(lambda) targets
+  (:func:`coma_critic_targets`, built on :func:`credo.credit.returns.lambda_returns`) with a target
+  network, as pymarl's ``COMALearner`` (:func:`train_relay_game`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import Tensor
+from torch import Tensor, nn
+
+from credo.credit.returns import lambda_returns
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -187,3 +195,291 @@ def train_matrix_game(
         logits += lr * (advantages[..., None] * (onehot - pi[None])).mean(axis=0)
         history.append(float(_softmax(logits)[agents, target].prod()))
     return GameRun(method, np.asarray(history), _softmax(logits))
+
+
+# ------------------------------------------------------------------ the learned centralised critic
+
+
+class CentralCritic(nn.Module):
+    """COMA's centralised critic in pymarl's layout: ``Q`` of every action of one agent in one pass.
+
+    The input of agent ``a`` is ``[state, one-hot actions of the other agents (agent a's own slot
+    zeroed), one-hot agent id]``; the output is ``Q(s, (u_-a, u))`` for every ``u``. One forward pass
+    over all agents gives the ``[B, N, A]`` counterfactual table of :func:`coma_advantages`, and agent
+    ``a``'s own action never enters its row.
+
+    Args:
+        state_dim: size of the global state vector.
+        n_agents, n_actions: N and A.
+        hidden: width of the two hidden layers.
+    """
+
+    def __init__(self, state_dim: int, n_agents: int, n_actions: int, hidden: int = 64) -> None:
+        super().__init__()
+        if state_dim < 0 or n_agents < 1 or n_actions < 2:
+            raise ValueError(
+                f"need state_dim >= 0, n_agents >= 1, n_actions >= 2, got {state_dim}, {n_agents}, {n_actions}"
+            )
+        self.n_agents, self.n_actions = n_agents, n_actions
+        width = state_dim + n_agents * n_actions + n_agents
+        self.net = nn.Sequential(
+            nn.Linear(width, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_actions),
+        )
+
+    def inputs(self, state: Tensor, actions: Tensor) -> Tensor:
+        """``[B, N, state_dim + N*A + N]`` inputs from ``state [B, state_dim]`` and ``actions [B, N]``."""
+        batch, n, n_actions = actions.shape[0], self.n_agents, self.n_actions
+        if state.ndim != 2 or actions.shape != (state.shape[0], n):
+            raise ValueError(
+                f"need state [B, S] and actions [B, {n}], got {tuple(state.shape)}, {tuple(actions.shape)}"
+            )
+        onehot = nn.functional.one_hot(actions.long(), n_actions).to(state.dtype)  # [B, N, A]
+        others = 1.0 - torch.eye(n, dtype=state.dtype, device=state.device)  # [agent, other]
+        joint = (onehot[:, None] * others[None, :, :, None]).reshape(batch, n, n * n_actions)
+        ids = torch.eye(n, dtype=state.dtype, device=state.device).expand(batch, n, n)
+        return torch.cat([state[:, None].expand(batch, n, state.shape[1]), joint, ids], dim=-1)
+
+    def forward(self, state: Tensor, actions: Tensor) -> Tensor:
+        """``[B, N, A]``: ``q[b, a, u] = Q(state_b, (actions_b with u_a := u))``."""
+        return self.net(self.inputs(state, actions))
+
+
+def coma_critic_targets(rewards: Tensor, q_taken: Tensor, gamma: float, lam: float) -> Tensor:
+    """TD(lambda) targets of the critic over whole episodes (pymarl's ``build_td_lambda_targets``).
+
+    ``G_t = r_t + gamma [(1 - lam) Q(s_{t+1}, u_{t+1}) + lam G_{t+1}]``, ``G_{T-1} = r_{T-1}`` (the
+    episode terminates after its last step), computed by :func:`credo.credit.returns.lambda_returns`
+    with ``values[t] = Q(s_t, u_t)`` and ``next_values[t] = Q(s_{t+1}, u_{t+1})``.
+
+    Args:
+        rewards: ``[B, T]`` team rewards of ``B`` episodes of ``T`` steps.
+        q_taken: ``[B, N, T]`` (target) critic's value of the joint action taken, per agent's row.
+        gamma, lam: discount and lambda in [0, 1].
+
+    Returns:
+        ``[B, N, T]`` targets.
+    """
+    if rewards.ndim != 2 or q_taken.ndim != 3 or q_taken.shape[::2] != rewards.shape:
+        raise ValueError(
+            f"need rewards [B, T] and q_taken [B, N, T], got {tuple(rewards.shape)}, {tuple(q_taken.shape)}"
+        )
+    values = q_taken.detach()
+    next_values = torch.cat([values[..., 1:], torch.zeros_like(values[..., :1])], dim=-1)
+    last = torch.zeros(values.shape, dtype=torch.bool, device=values.device)
+    last[..., -1] = True
+    expanded = rewards[:, None].expand_as(values).to(values.dtype)
+    return lambda_returns(expanded, values, next_values, last, last, gamma, lam)
+
+
+# --------------------------------------------------------------------- the multi-step demonstration
+
+
+@dataclass(frozen=True)
+class RelayGame:
+    """A cooperative T-step game of N agents whose team reward is paid only at the end.
+
+    At step ``t`` every agent should play action ``t % n_actions``; the team is paid
+    ``sum_t mean_a [u_{a,t} correct]`` after the last step and 0 before (the optimum, every agent right
+    at every step, pays ``horizon``). The global state is ``[one-hot t, score so far / horizon]``, so
+    the value of an early action reaches the critic only through bootstrapping: this is where its
+    TD(lambda) targets matter. Agents act on ``t`` alone (tabular softmax policies).
+    """
+
+    n_agents: int
+    n_actions: int = 3
+    horizon: int = 5
+
+    @property
+    def state_dim(self) -> int:
+        return self.horizon + 1
+
+    def correct(self) -> IntArray:
+        """``[T]`` the right action at each step."""
+        return np.arange(self.horizon) % self.n_actions
+
+    def states(self, score: FloatArray) -> FloatArray:
+        """``[B, T, state_dim]`` states from the scores before each step ``score [B, T]``."""
+        batch = score.shape[0]
+        steps = np.broadcast_to(np.eye(self.horizon), (batch, self.horizon, self.horizon))
+        return np.concatenate([steps, score[..., None] / self.horizon], axis=-1)
+
+    def sample(
+        self, pi: FloatArray, batch: int, rng: np.random.Generator
+    ) -> tuple[FloatArray, IntArray, FloatArray]:
+        """``batch`` episodes of policies ``pi [N, T, A]``: states ``[B, T, S]``, actions ``[B, T, N]``,
+        rewards ``[B, T]``."""
+        draws = rng.random((batch, self.horizon, self.n_agents, 1))
+        cumulative = pi.transpose(1, 0, 2).cumsum(axis=-1)  # [T, N, A]
+        actions = np.minimum((draws > cumulative[None]).sum(-1), self.n_actions - 1)
+        step_score = (actions == self.correct()[None, :, None]).mean(axis=-1)  # [B, T]
+        before = np.cumsum(step_score, axis=1) - step_score
+        rewards = np.zeros((batch, self.horizon))
+        rewards[:, -1] = step_score.sum(axis=1)
+        return self.states(before), actions, rewards
+
+    def exact_q(self, states: FloatArray, actions: IntArray, pi: FloatArray) -> FloatArray:
+        """``[B, T, N, A]`` exact counterfactual Q under policies ``pi [N, T, A]`` (gamma = 1)."""
+        right = (actions == self.correct()[None, :, None]).astype(np.float64)  # [B, T, N]
+        p_right = pi[:, np.arange(self.horizon), self.correct()].mean(axis=0)  # [T]
+        future = np.cumsum(p_right[::-1])[::-1] - p_right  # expected score of the later steps
+        base = states[..., -1] * self.horizon + future[None] + (right.sum(-1) / self.n_agents)  # [B, T]
+        own = np.eye(self.n_actions)[self.correct()][None, :, None, :]  # [1, T, 1, A]: u correct?
+        return (base[..., None, None] + (own - right[..., None]) / self.n_agents).astype(np.float64)
+
+
+@dataclass
+class RelayRun:
+    """One training run on :class:`RelayGame`.
+
+    Attributes:
+        method: ``"coma"`` or ``"reinforce"``; critic: ``"learned"``, ``"exact"`` or ``"none"``.
+        optimal_probability: ``[updates + 1]`` probability of the optimal joint plan after each update.
+        critic_error: ``[updates]`` mean absolute error of the critic's Q table against the exact one
+            (NaN without a learned critic).
+        policies: ``[N, T, A]`` final policies.
+    """
+
+    method: str
+    critic: str
+    optimal_probability: FloatArray
+    critic_error: FloatArray
+    policies: FloatArray
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """Training of the learned critic: TD(lambda) targets from a hard-updated target network.
+
+    ``steps`` Adam steps of MSE on the taken action per batch of episodes; ``target_every``: copy the
+    critic into the target network every this many batches; ``warmup``: batches of critic-only
+    training before the policies move.
+    """
+
+    lr: float = 3e-3
+    steps: int = 4
+    gamma: float = 1.0
+    lam: float = 0.8
+    target_every: int = 5
+    warmup: int = 30
+    hidden: int = 64
+
+
+def _policy_step(
+    logits: FloatArray, pi: FloatArray, actions: IntArray, advantages: FloatArray, lr: float
+) -> None:
+    """``logits[a, t] += lr * mean_b adv[b, t, a] * (onehot(u) - pi[a, t])`` in place."""
+    onehot = np.eye(pi.shape[-1])[actions]  # [B, T, N, A]
+    step = (advantages[..., None] * (onehot - pi.transpose(1, 0, 2)[None])).mean(axis=0)  # [T, N, A]
+    logits += lr * step.transpose(1, 0, 2)
+
+
+class _LearnedCritic:
+    """A :class:`CentralCritic`, its target network and its optimiser."""
+
+    def __init__(self, game: RelayGame, config: CriticConfig) -> None:
+        self.config = config
+        self.net = CentralCritic(game.state_dim, game.n_agents, game.n_actions, config.hidden)
+        self.target = CentralCritic(game.state_dim, game.n_agents, game.n_actions, config.hidden)
+        self.target.load_state_dict(self.net.state_dict())
+        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.batches = 0
+
+    def q(self, net: nn.Module, states: FloatArray, actions: IntArray) -> Tensor:
+        batch, horizon = actions.shape[:2]
+        flat_s = torch.as_tensor(states.reshape(batch * horizon, -1), dtype=torch.float32)
+        flat_u = torch.as_tensor(actions.reshape(batch * horizon, -1))
+        return net(flat_s, flat_u).reshape(batch, horizon, *actions.shape[2:], -1)  # [B, T, N, A]
+
+    def train(self, states: FloatArray, actions: IntArray, rewards: FloatArray) -> Tensor:
+        """Fit TD(lambda) targets on one batch of episodes; returns the critic's ``[B, T, N, A]``."""
+        taken_u = torch.as_tensor(actions)[..., None]
+        with torch.no_grad():
+            target_taken = self.q(self.target, states, actions).gather(-1, taken_u).squeeze(-1)  # [B, T, N]
+            targets = coma_critic_targets(
+                torch.as_tensor(rewards, dtype=torch.float32),
+                target_taken.transpose(1, 2),
+                self.config.gamma,
+                self.config.lam,
+            ).transpose(1, 2)
+        for _ in range(self.config.steps):
+            taken = self.q(self.net, states, actions).gather(-1, taken_u).squeeze(-1)
+            loss = (taken - targets).pow(2).mean()
+            self.optimiser.zero_grad()
+            loss.backward()
+            self.optimiser.step()
+        self.batches += 1
+        if self.batches % self.config.target_every == 0:
+            self.target.load_state_dict(self.net.state_dict())
+        with torch.no_grad():
+            return self.q(self.net, states, actions)
+
+
+def _coma_advantages_np(q: FloatArray, pi: FloatArray, actions: IntArray) -> FloatArray:
+    """``[B, T, N]`` COMA advantages from ``q [B, T, N, A]``, policies ``pi [N, T, A]``."""
+    pis = np.broadcast_to(pi.transpose(1, 0, 2)[None], q.shape).reshape(-1, *q.shape[2:])
+    adv = coma_advantages(
+        torch.as_tensor(q.reshape(-1, *q.shape[2:]), dtype=torch.float64),
+        torch.from_numpy(pis.copy()),
+        torch.as_tensor(actions.reshape(-1, actions.shape[-1])),
+    )
+    return adv.numpy().reshape(actions.shape)
+
+
+def train_relay_game(
+    method: str,
+    game: RelayGame,
+    *,
+    critic: str = "learned",
+    updates: int = 200,
+    batch: int = 8,
+    lr: float = 4.0,
+    seed: int = 0,
+    config: CriticConfig | None = None,
+    baseline_rate: float = 0.1,
+) -> RelayRun:
+    """Independent tabular softmax policies ``pi_a(u | t)`` trained on :class:`RelayGame`.
+
+    Each update samples ``batch`` episodes and takes the softmax policy-gradient step of every agent
+    and step. ``method="coma"``: the advantage is :func:`coma_advantages` of the critic's ``[N, A]``
+    table at each step, the critic being a :class:`CentralCritic` trained on TD(lambda) targets with
+    a target network (``critic="learned"``, :class:`CriticConfig`) or the exact Q table
+    (``critic="exact"``, :meth:`RelayGame.exact_q`). ``method="reinforce"``: the team's episode
+    return minus a running-mean baseline, the same for every agent and step.
+    """
+    if method not in ("coma", "reinforce"):
+        raise ValueError(f"method must be 'coma' or 'reinforce', got {method!r}")
+    if critic not in ("learned", "exact"):
+        raise ValueError(f"critic must be 'learned' or 'exact', got {critic!r}")
+    config = config or CriticConfig()
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        learned = _LearnedCritic(game, config) if method == "coma" and critic == "learned" else None
+    logits = np.zeros((game.n_agents, game.horizon, game.n_actions))
+    plan = (np.arange(game.n_agents)[:, None], np.arange(game.horizon)[None], game.correct()[None])
+    history, errors, running = [float(_softmax(logits)[plan].prod())], [], 0.0
+    warmup = config.warmup if learned is not None else 0
+    for i in range(warmup + updates):
+        pi = _softmax(logits)
+        states, actions, rewards = game.sample(pi, batch, rng)
+        if method == "reinforce":
+            team = rewards.sum(axis=1)
+            advantages = np.broadcast_to((team - running)[:, None, None], actions.shape)
+            running += baseline_rate * (float(team.mean()) - running)
+        else:
+            exact = game.exact_q(states, actions, pi)
+            q = exact if learned is None else learned.train(states, actions, rewards).double().numpy()
+            errors.append(float(np.abs(q - exact).mean()) if learned is not None else float("nan"))
+            advantages = _coma_advantages_np(q, pi, actions)
+        if i < warmup:
+            continue
+        _policy_step(logits, pi, actions, advantages, lr)
+        history.append(float(_softmax(logits)[plan].prod()))
+    name = "none" if method == "reinforce" else critic
+    return RelayRun(
+        method, name, np.asarray(history), np.asarray(errors[warmup:] or [np.nan] * updates), _softmax(logits)
+    )

@@ -30,6 +30,8 @@ def as_float_array(name: str, value: ArrayLike, ndim: int | tuple[int, ...]) -> 
 
 def check_gamma(name: str, value: float) -> float:
     """A discount factor in [0, 1], as a float."""
+    if isinstance(value, str | bool):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__} {value!r}")
     try:
         gamma = float(value)
     except (TypeError, ValueError) as error:
@@ -39,7 +41,21 @@ def check_gamma(name: str, value: float) -> float:
     return gamma
 
 
+def check_step_size(name: str, value: float) -> float:
+    """A constant step size in (0, 1]: above 1 each update overshoots its target, and tabular values
+    diverge (to 1e200 and beyond, then NaN) instead of learning."""
+    number = check_positive(name, value)
+    if number > 1.0:
+        raise ValueError(
+            f"{name} must be in (0, 1], got {value}: a step size above 1 overshoots every update and "
+            "the values diverge"
+        )
+    return number
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    if isinstance(value, str | bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     number = float(value)
     if not np.isfinite(number) or number < 0.0 or (number == 0.0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from credo.tabular._checks import as_float_array, check_count, check_positive, check_probability
+from credo.tabular._checks import as_float_array, check_count, check_probability, check_step_size
 from credo.tabular.episodes import (
     DiscreteEnv,
     Episode,
@@ -132,7 +132,7 @@ def _td_control(
 ) -> LearningResult:
     """The shared TD control loop. ``bootstrap(setup, next_state, next_action, epsilon)`` is the
     value of the next state in the target; ``None`` means SARSA (``Q(S', A')``)."""
-    step = check_positive("alpha", alpha)
+    step = check_step_size("alpha", alpha)
     run = _Setup(env, n_episodes, gamma, epsilon, seed, max_steps, initial_q)
     q, discount = run.q, run.gamma
     for episode in tqdm(range(run.n_episodes), desc=name, disable=not progress, leave=False):
@@ -263,7 +263,7 @@ def mc_control(
     Arguments as :func:`sarsa`.
     """
     if alpha is not None:
-        check_positive("alpha", alpha)
+        check_step_size("alpha", alpha)
     run = _Setup(env, n_episodes, gamma, epsilon, seed, max_steps, initial_q)
     q, discount = run.q, run.gamma
     counts = np.zeros_like(q)

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from credo.tabular._checks import check_count, check_gamma, check_positive, check_probability
+from credo.tabular._checks import check_count, check_gamma, check_probability, check_step_size
 from credo.tabular.episodes import (
     DiscreteEnv,
     Episode,
@@ -254,7 +254,7 @@ def mc_prediction(
         progress: show a tqdm bar.
     """
     if alpha is not None:
-        check_positive("alpha", alpha)
+        check_step_size("alpha", alpha)
     counts: dict[str, FloatArray] = {}
 
     def update(values: FloatArray, episode: Episode, discount: float) -> None:
@@ -286,7 +286,7 @@ def td0(
 
     Arguments as :func:`mc_prediction`; ``alpha`` is the step size.
     """
-    step = check_positive("alpha", alpha)
+    step = check_step_size("alpha", alpha)
     return _predict(
         "td0", lambda v, e, g: td0_episode_update(v, e, step, g), source, policy, n_episodes=n_episodes,
         gamma=gamma, n_states=n_states, seed=seed, max_steps=max_steps, initial_values=initial_values,
@@ -319,7 +319,7 @@ def td_lambda(
         online: update V after every step (seed 000) or once per episode (offline).
         other arguments: as :func:`mc_prediction`; ``alpha`` is the step size.
     """
-    step = check_positive("alpha", alpha)
+    step = check_step_size("alpha", alpha)
     decay = check_probability("lam", lam)
     if trace not in ("accumulating", "replacing"):
         raise ValueError(f"trace must be 'accumulating' or 'replacing', got {trace!r}")
@@ -352,7 +352,7 @@ def n_step_td(
 
     Arguments as :func:`mc_prediction`; ``n`` is the number of rewards before bootstrapping.
     """
-    step = check_positive("alpha", alpha)
+    step = check_step_size("alpha", alpha)
     horizon = check_count("n", n)
     return _predict(
         "n_step_td", lambda v, e, g: n_step_td_episode_update(v, e, step, g, horizon), source, policy,

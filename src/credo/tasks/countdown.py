@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import random
 import re
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
@@ -80,6 +81,16 @@ def _check_nodes(tree: ast.Expression) -> list[int]:
     return numbers
 
 
+def _depth(node: ast.AST) -> int:
+    """The nesting depth of an expression's tree, without recursion."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(current))
+    return deepest
+
+
 def expression_numbers(expression: str, max_chars: int = 64, max_nodes: int = 64) -> list[int]:
     """The integer literals of a safe expression, in order (raises :class:`UnsafeExpressionError`)."""
     return _check_nodes(_parse(expression, max_chars, max_nodes))
@@ -95,6 +106,11 @@ def safe_eval(expression: str, max_chars: int = 64, max_nodes: int = 64, max_abs
     """
     tree = _parse(expression, max_chars, max_nodes)
     _check_nodes(tree)
+    depth = sys.getrecursionlimit() // 2  # the evaluator recurses once per nesting level
+    if _depth(tree.body) > depth:
+        raise UnsafeExpressionError(
+            f"expression nested deeper than {depth} operations (raised max_chars/max_nodes?)"
+        )
 
     def guard(x: Fraction) -> Fraction:
         if abs(x.numerator) > max_abs or x.denominator > max_abs:
@@ -226,6 +242,9 @@ class Countdown(SetTask):
         eval_fraction: float = 0.2,
     ) -> None:
         super().__init__(k)
+        for name, limit in (("max_chars", max_chars), ("max_nodes", max_nodes)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {limit!r}")
         if isinstance(n_numbers, bool) or not isinstance(n_numbers, int) or not 2 <= n_numbers <= 6:
             raise ValueError(f"n_numbers must be an int in [2, 6], got {n_numbers!r}")
         lo, hi = target_range

@@ -47,7 +47,13 @@ def load_ratings(ratings: Any = None) -> Any:
         path = Path(ratings)
         if not path.is_file():
             raise ValueError(f"ratings: no such CSV file {str(path)!r}")
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise ValueError(
+                f"ratings CSV {str(path)!r} cannot be read as a CSV ({type(error).__name__}: "
+                f"{str(error).strip()}); it needs the columns {list(REQUIRED_RATING_COLUMNS)}"
+            ) from None
         source = f"ratings CSV {str(path)!r}"
     elif isinstance(ratings, pd.DataFrame):
         df = ratings
