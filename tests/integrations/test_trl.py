@@ -1,7 +1,13 @@
-"""CredoGRPOTrainer on a tiny model, CPU, one process (skipped without TRL: ``pip install 'credo[trl]'``)."""
+"""CredoGRPOTrainer on a tiny model, CPU: one process, and two processes under ``torchrun`` (gloo)
+(skipped without TRL: ``pip install 'credo[trl]'``)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +163,78 @@ def test_candidate_estimator_without_candidate_function_fails(tmp_path: Any) -> 
 def test_critic_estimator_is_refused() -> None:
     with pytest.raises(ValueError, match="values"):
         CredoGRPOTrainer(model=None, reward_funcs=[length_reward], credit_estimator="gae")
+
+
+def run_worker(out: Path, processes: int) -> list[dict[str, Any]]:
+    """``trl_ddp_worker.py`` on ``processes`` CPU processes; what each process saved, in rank order."""
+    out.mkdir(parents=True)
+    worker = str(Path(__file__).with_name("trl_ddp_worker.py"))
+    if processes == 1:
+        command = [sys.executable, worker, str(out)]
+    else:
+        torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+        if not Path(torchrun).exists():
+            pytest.skip("torchrun not found")
+        command = [torchrun, "--nproc_per_node", str(processes), "--master_port", "29533", worker, str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = [torch.load(out / f"rank{r}.pt") for r in range(processes)]
+    assert [s["rank"] for s in saved] == list(range(processes))
+    assert all(s["world"] == processes and s["steps"] == 2 for s in saved)
+    return saved
+
+
+def global_batch(saved: list[dict[str, Any]], step: int) -> dict[str, torch.Tensor]:
+    """The processes' rows of one generation batch, in process order, padded to the longest completion."""
+    outputs = [s["generated"][step] for s in saved]
+    T = max(o["completion_ids"].shape[1] for o in outputs)
+    return {
+        key: torch.cat([torch.nn.functional.pad(o[key], (0, T - o[key].shape[1])) for o in outputs], dim=0)
+        for key in ("completion_ids", "completion_mask", "advantages")
+    }
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_global_batch_credit(tmp_path: Path) -> None:
+    """Two CPU processes (torchrun, gloo), 12 completions per generation batch in groups of 4, 6 per process
+    (so group 1 has two rows on each process): the union of the processes' ``[B_local, T]`` advantages is
+    ``compute_credit("shape_grpo")`` on the gathered batch (atol 1e-6), the loss gets those rows, and one
+    process with the same global batch (generation depends only on the global row and step) gets the same
+    advantages (atol 1e-6, rtol 0: same float32 arithmetic on the same batch)."""
+    from credo.llm.tiny import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer()
+    two = run_worker(tmp_path / "two", 2)
+    one = run_worker(tmp_path / "one", 1)
+    split_credit = False
+    for step in range(2):
+        batch = global_batch(two, step)
+        assert batch["completion_ids"].shape[0] == 12
+        assert [s["generated"][step]["advantages"].shape[0] for s in two] == [6, 6]
+        expected = expected_credit(tokenizer, batch, "shape_grpo", {"normalize": "none"})
+        torch.testing.assert_close(batch["advantages"], expected.float(), atol=1e-6, rtol=1e-6)
+        assert torch.all(batch["advantages"][~batch["completion_mask"].bool()] == 0)
+        alone = global_batch(one, step)
+        T = alone["completion_ids"].shape[1]
+        assert torch.equal(alone["completion_ids"], batch["completion_ids"][:, :T])
+        torch.testing.assert_close(alone["advantages"], batch["advantages"][:, :T], atol=1e-6, rtol=0)
+        split_credit |= any(
+            len({round(float(row[a]), 6) for a, _ in SPANS}) > 1 for row in batch["advantages"]
+        )
+    assert split_credit
+    for saved in two:  # each process's loss got rows of its own generation batches
+        pool: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        for output in saved["generated"]:
+            for ids, mask, adv in zip(
+                output["completion_ids"], output["completion_mask"], output["advantages"]
+            ):
+                pool.setdefault(tuple(ids[mask.bool()].tolist()), []).append(adv[mask.bool()])
+        assert len(saved["loss_inputs"]) >= 2
+        for inputs in saved["loss_inputs"]:
+            assert inputs["advantages"].dim() == 2
+            for ids, mask, adv in zip(
+                inputs["completion_ids"], inputs["completion_mask"], inputs["advantages"]
+            ):
+                key = tuple(ids[mask.bool()].tolist())
+                assert any(torch.allclose(adv[mask.bool()], a, atol=1e-6) for a in pool[key])

@@ -33,8 +33,8 @@ How it works (the override TRL's maintainers point to, ``_generate_and_score_com
 Limits: plain-text prompts (a conversational completion is a list of messages, and candidate spans
 need the completion's text); completion-level and candidate reward functions (not ``@token_reward``);
 estimators without critic values (not ``gae``). Completions every reward function scored None get a
-zero advantage (as in TRL). TRL's completions table still logs its own scalar advantages. Only a
-single process was run in the tests; the multi-process path (gather, slice) follows TRL's own.
+zero advantage (as in TRL). TRL's completions table still logs its own scalar advantages. The
+multi-process path (gather, slice) is tested on 2 CPU processes (``tests/integrations/test_trl.py``).
 """
 
 from __future__ import annotations
