@@ -4,6 +4,8 @@
   ``final``, ``future`` and ``episode`` strategies), bit flipping, a DQN agent;
 * :mod:`credo.methods.shaping`: potential-based reward shaping of finite MDPs and its grid-world
   demonstrations;
-* :mod:`credo.methods.coma`: COMA's counterfactual advantage and a cooperative team-game demonstration;
+* :mod:`credo.methods.coma`: COMA's counterfactual advantage, a learned centralised critic (Q for every
+  action of one agent in one pass, TD(lambda) targets) and two cooperative demonstrations (a 5-step
+  relay game and a one-step team game);
 * :mod:`credo.methods.attribution`: attention and integrated-gradient token attribution for causal LMs.
 """
