@@ -7,7 +7,16 @@ the time of each, their ratio, the bandwidth credo achieves on the bytes it must
 difference between the two outputs.
 
     python benchmarks/credit_bench.py                      # CPU: B=256, T=2048 (and a smaller case)
-    python benchmarks/credit_bench.py --device cuda        # GPU: B=1024, T=8192 and B=256, T=2048
+    python benchmarks/credit_bench.py --device cuda --peak-gbs 4800   # GPU: B=1024, T=8192 and B=256, T=2048
+    python benchmarks/credit_bench.py --cases 8x64 --repeats 2 --peak-gbs 20   # CPU smoke run
+
+With ``--peak-gbs`` (the memory bandwidth, 4800 GB/s for an H200) each row also gives the bandwidth
+bound (bytes moved / peak) and credo's time as a multiple of it. ``credo_gae_queued_us`` is the time
+per call of ``--queued`` back-to-back calls with one synchronisation at the end: on a GPU, the cost a
+training loop pays when nothing in the call waits for the device (no host syncs).
+
+``--shapley-K`` adds rows for ``shapley_max`` on ``--shapley-sets`` sets: the sort form beside the
+sort-free dense form, with the same bound (read the scores, write the values).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 
 from credo.credit import gae, lambda_returns
 from credo.credit.scan import triton_available
+from credo.credit.shapley import shapley_max
 
 
 def gae_loop(rewards, values, next_values, dones, terminated, gamma: float, lam: float) -> torch.Tensor:
@@ -64,7 +74,29 @@ def make_inputs(B: int, T: int, device: torch.device, seed: int = 0):
     return [t.to(device) for t in (rewards, values, next_values, dones, terminated)]
 
 
-def bench_case(B: int, T: int, device: torch.device, repeats: int) -> dict[str, object]:
+def queued(fn: Callable[[], torch.Tensor], device: torch.device, calls: int) -> float:
+    """Microseconds per call of ``calls`` back-to-back calls, synchronising once at the end."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def bound_columns(bytes_moved: int, ms: float, peak_gbs: float | None) -> dict[str, object]:
+    if not peak_gbs:
+        return {}
+    bound_ms = bytes_moved / (peak_gbs * 1e9) * 1e3
+    return {"bound_ms": round(bound_ms, 4), "x_bound": round(ms / bound_ms, 1)}
+
+
+def bench_case(
+    B: int, T: int, device: torch.device, repeats: int, peak_gbs: float | None = None, calls: int = 100
+) -> dict[str, object]:
     inputs = make_inputs(B, T, device)
     gamma, lam = 0.99, 0.95
     loop_ms, loop_out = timed(lambda: gae_loop(*inputs, gamma, lam), device, max(1, repeats // 4))
@@ -81,10 +113,46 @@ def bench_case(B: int, T: int, device: torch.device, repeats: int) -> dict[str, 
         "credo_gae_ms": round(credo_ms, 3),
         "credo_lambda_returns_ms": round(lr_ms, 3),
         "speedup_vs_loop": round(loop_ms / credo_ms, 1),
+        "credo_gae_queued_us": round(queued(lambda: gae(*inputs, gamma, lam), device, calls), 1),
         "credo_GB_per_s": round(bytes_moved / (credo_ms * 1e-3) / 1e9, 1),
+        **bound_columns(bytes_moved, credo_ms, peak_gbs),
         "max_abs_diff_vs_loop": float((credo_out - loop_out).abs().max()),
         "lambda_returns_minus_values_diff": float((lr_out - inputs[1] - credo_out).abs().max()),
     }
+
+
+def bench_shapley(
+    K: int, sets: int, device: torch.device, repeats: int, peak_gbs: float | None
+) -> dict[str, object]:
+    g = torch.Generator(device="cpu").manual_seed(K)
+    scores = (torch.rand(sets, K, generator=g) * 10).floor().div(10).to(device)  # ties, zeros
+    bytes_moved = 2 * scores.numel() * scores.element_size()
+    sort_ms, phi_sort = timed(lambda: shapley_max(scores, validate=False, method="sort"), device, repeats)
+    dense_ms, phi_dense = timed(lambda: shapley_max(scores, validate=False, method="dense"), device, repeats)
+    row: dict[str, object] = {
+        "device": device.type,
+        "K": K,
+        "sets": sets,
+        "sort_ms": round(sort_ms, 4),
+        "dense_ms": round(dense_ms, 4),
+        "dense_GB_per_s": round(bytes_moved / (dense_ms * 1e-3) / 1e9, 1),
+        "max_abs_diff_dense_vs_sort": float((phi_dense - phi_sort).abs().max()),
+    }
+    if peak_gbs:
+        bound_ms = bytes_moved / (peak_gbs * 1e9) * 1e3
+        row.update(
+            bound_ms=round(bound_ms, 4),
+            sort_x_bound=round(sort_ms / bound_ms, 1),
+            dense_x_bound=round(dense_ms / bound_ms, 1),
+        )
+    return row
+
+
+def print_rows(rows: list[dict[str, object]]) -> None:
+    header = list(rows[0])
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(str(row.get(h)) for h in header))
 
 
 def main() -> None:
@@ -94,17 +162,32 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--peak-gbs", type=float, default=None, help="memory bandwidth, GB/s (H200: 4800)")
+    parser.add_argument("--cases", default=None, help="comma-separated BxT GAE cases, e.g. 256x2048,64x512")
+    parser.add_argument("--queued", type=int, default=100, help="back-to-back GAE calls per queued timing")
+    parser.add_argument(
+        "--shapley-K", default="", help="comma-separated K for shapley_max rows (e.g. 4,8,16)"
+    )
+    parser.add_argument("--shapley-sets", type=int, default=10_000_000)
     args = parser.parse_args()
     device = torch.device(args.device)
-    cases = [(1024, 8192), (256, 2048)] if device.type == "cuda" else [(256, 2048), (64, 512)]
-    rows = [bench_case(B, T, device, args.repeats) for B, T in cases]
-    header = list(rows[0])
-    print(" | ".join(header))
-    for row in rows:
-        print(" | ".join(str(row[h]) for h in header))
+    if args.cases:
+        cases = [tuple(int(n) for n in case.split("x")) for case in args.cases.split(",")]
+    else:
+        cases = [(1024, 8192), (256, 2048)] if device.type == "cuda" else [(256, 2048), (64, 512)]
+    rows = [bench_case(B, T, device, args.repeats, args.peak_gbs, args.queued) for B, T in cases]
+    print_rows(rows)
+    shapley_rows = [
+        bench_shapley(int(K), args.shapley_sets, device, args.repeats, args.peak_gbs)
+        for K in args.shapley_K.split(",")
+        if K
+    ]
+    if shapley_rows:
+        print()
+        print_rows(shapley_rows)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"gae": rows, "shapley_max": shapley_rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,14 @@ per-set loop, a dense O(K^2) tensor form and shapiq (when installed), side by si
 
 Sections (timings are the best of a few repeats after a warm-up; CUDA timings synchronise):
 
+0. ``shapley_max`` by sort + cumsum (``method="sort"``) beside the sort-free dense form
+   (``method="dense"``, :func:`credo.credit.shapley.shapley_max_dense`), both ``validate=False``, on
+   ``--sets`` sets for each K of ``--sweep-K``, against the bandwidth bound: bytes moved (read the
+   scores, write the values) / ``--peak-gbs`` (4800 for an H200's HBM3e), as a ratio; also
+   ``method="auto"`` validated, and the dense form under ``torch.compile`` with ``--compile``.
 1. ``shapley_max`` on ``--sets`` sets of K=8 (closed form, sort + cumsum) against
-   * the dense O(K^2) tensor form (a triangular matmul instead of a cumsum) on the same sets,
+   * the triangular-matmul O(K^2) tensor form (sort, then a matmul instead of a cumsum) and the
+     sort-free dense form on the same sets,
    * ``shapley_exact`` (2^K coalitions, all subset games in one enumeration) on ``--exact-subset``
      sets, extrapolated per set,
    * the per-set Python loop the paper describes (sort, then each candidate sums the increments up to
@@ -20,7 +26,9 @@ Sections (timings are the best of a few repeats after a warm-up; CUDA timings sy
    the same budgets. A table and a PNG.
 
     python benchmarks/shapley_bench.py                                   # CPU, 1,000,000 sets
-    python benchmarks/shapley_bench.py --device cuda --sets 10000000     # GPU figure
+    python benchmarks/shapley_bench.py --device cuda --sets 10000000 --peak-gbs 4800   # GPU figure
+    python benchmarks/shapley_bench.py --sets 2000 --exact-subset 50 --loop-subset 50 \
+        --shapiq-subset 5 --games 5 --perm-games 2 --perm-repeats 1 --repeats 1 --peak-gbs 20  # smoke
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +48,7 @@ import torch
 from tqdm import tqdm
 
 from credo.credit.set_utilities import max_utility, relevance_diversity_utility
-from credo.credit.shapley import shapley_exact, shapley_max, shapley_permutation
+from credo.credit.shapley import shapley_exact, shapley_max, shapley_max_dense, shapley_permutation
 
 try:  # an optional peer
     import shapiq
@@ -67,7 +76,7 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[fl
     return min(times), out
 
 
-def shapley_max_dense(scores: torch.Tensor) -> torch.Tensor:
+def shapley_max_triangular(scores: torch.Tensor) -> torch.Tensor:
     """O(K^2) tensor form: the prefix sum written as a product with an upper-triangular ones matrix."""
     K = scores.shape[-1]
     sorted_values, order = scores.sort(dim=-1)
@@ -115,18 +124,75 @@ def make_scores(n: int, K: int, device: torch.device, seed: int = 0) -> torch.Te
 # --------------------------------------------------------------------------------------------------
 
 
+def bound_s(scores: torch.Tensor, peak_gbs: float | None) -> float | None:
+    """Seconds to read the scores and write the values (same dtype) at ``peak_gbs`` GB/s."""
+    if not peak_gbs:
+        return None
+    return 2 * scores.numel() * scores.element_size() / (peak_gbs * 1e9)
+
+
+def section_sweep(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Sort against dense for each K, beside the bandwidth bound."""
+    rows = []
+    compiled = None
+    if args.compile:
+        compiled = torch.compile(lambda x: shapley_max(x, validate=False, method="dense"), dynamic=False)
+    for K in args.sweep_K:
+        scores = make_scores(args.sets, K, device, seed=K)
+        sort_s, phi_sort = timed(
+            partial(shapley_max, scores, validate=False, method="sort"), device, args.repeats
+        )
+        dense_s, phi_dense = timed(
+            partial(shapley_max, scores, validate=False, method="dense"), device, args.repeats
+        )
+        auto_s, _ = timed(partial(shapley_max, scores), device, args.repeats)
+        bound = bound_s(scores, args.peak_gbs)
+        row: dict[str, Any] = {
+            "K": K,
+            "sets": args.sets,
+            "bytes": 2 * scores.numel() * scores.element_size(),
+            "sort_s": sort_s,
+            "dense_s": dense_s,
+            "auto_validated_s": auto_s,
+            "dense_max_diff_vs_sort": float((phi_dense - phi_sort).abs().max()),
+            "bound_s": bound,
+            "sort_x_bound": None if bound is None else sort_s / bound,
+            "dense_x_bound": None if bound is None else dense_s / bound,
+            "dense_GB_per_s": 2 * scores.numel() * scores.element_size() / dense_s / 1e9,
+        }
+        if compiled is not None:
+            row["dense_compiled_s"], phi_c = timed(partial(compiled, scores), device, args.repeats)
+            row["dense_compiled_x_bound"] = None if bound is None else row["dense_compiled_s"] / bound
+            row["dense_compiled_max_diff_vs_sort"] = float((phi_c - phi_sort).abs().max())
+        # exact agreement in float64 on a slice (the timed runs are float32, as a trainer's scores)
+        sub = scores[: min(args.sets, 100_000)].double()
+        row["dense_max_diff_vs_sort_float64"] = float(
+            (shapley_max_dense(sub) - shapley_max(sub, method="sort")).abs().max()
+        )
+        rows.append(row)
+        del scores, phi_sort, phi_dense
+    return {"device": device.type, "peak_gbs": args.peak_gbs, "table": rows}
+
+
 def section_closed_form(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     K, N = args.K, args.sets
     scores = make_scores(N, K, device)
     result: dict[str, Any] = {"K": K, "sets": N, "device": device.type}
     closed_s, phi = timed(lambda: shapley_max(scores), device, args.repeats)
     unchecked_s, _ = timed(lambda: shapley_max(scores, validate=False), device, args.repeats)
-    dense_s, phi_dense = timed(lambda: shapley_max_dense(scores), device, args.repeats)
+    dense_s, phi_dense = timed(lambda: shapley_max_triangular(scores), device, args.repeats)
+    sortfree_s, phi_sortfree = timed(
+        lambda: shapley_max(scores, validate=False, method="dense"), device, args.repeats
+    )
+    result["closed_form_method"] = "dense" if device.type == "cuda" and K <= 16 else "sort"
     result["closed_form_s"] = closed_s
     result["closed_form_unvalidated_s"] = unchecked_s
     result["closed_form_sets_per_s"] = N / closed_s
     result["dense_k2_s"] = dense_s
     result["dense_k2_max_diff"] = float((phi_dense - phi).abs().max())
+    result["sort_free_dense_s"] = sortfree_s
+    result["sort_free_dense_max_diff"] = float((phi_sortfree - phi).abs().max())
+    result["bound_s"] = bound_s(scores, args.peak_gbs)
 
     n = min(args.exact_subset, N)
     exact_s, phi_exact = timed(lambda: shapley_exact(max_utility(scores[:n]), K, device=device), device, 1)
@@ -262,6 +328,31 @@ def plot_permutation(rows: list[dict[str, Any]], path: Path, K: int) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
+    sw = report["sweep"]
+    print(f"\n== shapley_max, sort against sort-free dense, {sw['table'][0]['sets']:,} sets on {sw['device']}"
+          f" (validate=False; bound = bytes / {sw['peak_gbs']} GB/s) ==")  # fmt: skip
+    head = f"{'K':>3s} {'sort ms':>10s} {'dense ms':>10s} {'auto+valid ms':>14s} {'bound ms':>9s} {'sort/bound':>11s} {'dense/bound':>12s}"
+    has_compiled = "dense_compiled_s" in sw["table"][0]
+    print(
+        head
+        + (f" {'compiled ms':>12s} {'comp/bound':>11s}" if has_compiled else "")
+        + f" {'max|diff| f32':>14s} {'f64':>8s}"
+    )
+
+    def ms(x: float | None) -> str:
+        return "n/a" if x is None else f"{x * 1e3:.4f}"
+
+    def ratio(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.1f}x"
+
+    for r in sw["table"]:
+        text = (f"{r['K']:3d} {ms(r['sort_s']):>10s} {ms(r['dense_s']):>10s} {ms(r['auto_validated_s']):>14s} "
+                f"{ms(r['bound_s']):>9s} {ratio(r['sort_x_bound']):>11s} {ratio(r['dense_x_bound']):>12s}")  # fmt: skip
+        if has_compiled:
+            text += f" {ms(r['dense_compiled_s']):>12s} {ratio(r['dense_compiled_x_bound']):>11s}"
+        text += f" {r['dense_max_diff_vs_sort']:14.1e} {r['dense_max_diff_vs_sort_float64']:8.1e}"
+        print(text)
+
     cf = report["closed_form"]
     N = cf["sets"]
     print(f"\n== shapley_max: {N:,} sets of K={cf['K']} on {cf['device']} ==")
@@ -274,7 +365,10 @@ def print_report(report: dict[str, Any]) -> None:
 
     line("closed form (sort + cumsum), validated", cf["closed_form_s"], 0.0)
     line("closed form, validate=False", cf["closed_form_unvalidated_s"], None)
-    line("dense O(K^2) tensor form", cf["dense_k2_s"], cf["dense_k2_max_diff"])
+    line("sort + triangular matmul O(K^2) form", cf["dense_k2_s"], cf["dense_k2_max_diff"])
+    line("sort-free dense O(K^2), validate=False", cf["sort_free_dense_s"], cf["sort_free_dense_max_diff"])
+    if cf["bound_s"] is not None:
+        line("bandwidth bound (bytes / --peak-gbs)", cf["bound_s"], None)
     line(
         f"shapley_exact, 2^K (from {cf['exact_subset']:,}, extrap.)",
         cf["exact_extrapolated_s"],
@@ -341,6 +435,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out-dir", default="runs/shapley_bench")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--peak-gbs",
+        type=float,
+        default=None,
+        help="peak memory bandwidth in GB/s for the bound (H200: 4800)",
+    )
+    parser.add_argument(
+        "--sweep-K",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=[2, 4, 8, 12, 16],
+        help="comma-separated K for the sort/dense/bound table",
+    )
+    parser.add_argument("--compile", action="store_true", help="also time the dense form under torch.compile")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -355,6 +462,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "load_average_at_start": list(os.getloadavg()),
         "shapiq": getattr(shapiq, "__version__", "installed") if shapiq is not None else None,
+        "sweep": section_sweep(args, device),
         "closed_form": section_closed_form(args, device),
         "exact": section_exact(args, device),
         "permutation": section_permutation(args, device, out_dir),

@@ -163,3 +163,44 @@ def test_bad_inputs_name_the_argument() -> None:
         discounted_returns(r, torch.full((2, 3), 2.0), 0.9)
     with pytest.raises(TypeError, match="rewards"):
         discounted_returns([[1.0]], None, 0.9)  # type: ignore[arg-type]
+
+
+def test_gae_finiteness_check_is_a_device_assert_where_async(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unmasked GAE checks its result with ``torch._assert_async`` (no host sync) on a device where the
+    check is asynchronous (CUDA), and keeps the host check with its precise error elsewhere."""
+    import credo.credit._checks as checks
+
+    rewards, values, next_values, dones, terminated = _episodes(3, 16, seed=5)
+    rewards[1, 4] = float("nan")
+    with pytest.raises(ValueError, match="rewards holds 1 NaN/inf"):  # CPU: the host check, as before
+        gae(rewards, values, next_values, dones, terminated, 0.9, 0.8)
+    assert not checks._asserts_on_device(rewards)
+
+    asserted: list[tuple[torch.Tensor, str]] = []
+    monkeypatch.setattr(checks, "_asserts_on_device", lambda value: True)
+    monkeypatch.setattr(torch, "_assert_async", lambda ok, msg: asserted.append((ok, msg)))
+    out = gae(rewards, values, next_values, dones, terminated, 0.9, 0.8)  # no ValueError: deferred
+    assert len(asserted) == 1
+    ok, msg = asserted[0]
+    assert ok.shape == () and ok.dtype == torch.bool and not bool(ok)
+    assert "NaN/inf" in msg and "gae" in msg
+    assert bool(torch.isnan(out).any())
+    asserted.clear()
+    clean = _episodes(3, 16, seed=6)
+    gae(*clean, 0.9, 0.8)
+    assert len(asserted) == 1 and bool(asserted[0][0])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_gae_on_cuda_does_not_sync() -> None:
+    inputs = [t.cuda() for t in _episodes(4, 64, seed=9)]
+    gae(*inputs, 0.99, 0.95)  # warm-up (Triton compilation)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = gae(*inputs, 0.99, 0.95)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    expected = gae(*[t.cpu() for t in inputs], 0.99, 0.95)
+    assert torch.allclose(out.cpu(), expected, atol=1e-5)

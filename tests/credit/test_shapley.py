@@ -438,3 +438,121 @@ def test_bad_input_errors_name_the_argument() -> None:
         shapley_coverage(torch.full((3, 4), 2.0), torch.ones(4))
     with pytest.raises(ValueError, match="diversity_weight"):
         relevance_diversity_utility(torch.ones(3), torch.ones(3, 2), -1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sort-free dense form of the max game
+
+
+def _dense_case(K: int, seed: int, lead: tuple[int, ...] = (40, 3)) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 scores with ties, zeros and negatives (halves in [-3, 3]), and a random present mask."""
+    g = torch.Generator().manual_seed(seed)
+    scores = (torch.randn((*lead, K), generator=g, dtype=torch.float64) * 2).round().clamp(-6, 6) / 2
+    present = torch.rand((*lead, K), generator=g) < 0.7
+    return scores, present
+
+
+@pytest.mark.parametrize("K", range(1, 17))
+def test_shapley_max_dense_equals_sort(K: int) -> None:
+    from credo.credit.shapley import shapley_max_dense
+
+    scores, present = _dense_case(K, seed=K)
+    for mask in (None, present):
+        sort = shapley_max(scores, mask, method="sort")
+        dense = shapley_max_dense(scores, mask)
+        assert dense.dtype == torch.float64 and dense.shape == scores.shape
+        assert torch.allclose(dense, sort, rtol=0, atol=1e-12)
+        assert torch.allclose(shapley_max(scores, mask, method="dense"), sort, rtol=0, atol=1e-12)
+    # absent players get exactly 0; efficiency over the present ones (max of present, 0 if none)
+    dense = shapley_max_dense(scores, present)
+    assert bool((dense[~present] == 0).all())
+    best = torch.where(present, scores, torch.full_like(scores, -math.inf)).amax(-1)
+    best = torch.where(present.any(-1), best, torch.zeros_like(best))
+    assert torch.allclose(dense.sum(-1), best, rtol=0, atol=1e-12)
+    assert torch.allclose(shapley_max_dense(scores).sum(-1), scores.amax(-1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("K", [1, 2, 5, 9])
+def test_shapley_max_dense_equals_exact(K: int) -> None:
+    from credo.credit.shapley import shapley_max_dense
+
+    scores, _ = _dense_case(K, seed=100 + K, lead=(6,))
+    exact = shapley_exact(max_utility(scores), K)
+    assert torch.allclose(shapley_max_dense(scores), exact, rtol=0, atol=1e-12)
+
+
+def test_shapley_max_dense_ties_bit_identical_and_examples() -> None:
+    from credo.credit.shapley import shapley_max_dense
+
+    scores, present = _dense_case(12, seed=7, lead=(200,))
+    for mask in (None, present):
+        phi = shapley_max_dense(scores, mask)
+        live = torch.ones_like(present) if mask is None else present
+        same = (scores[..., :, None] == scores[..., None, :]) & live[..., :, None] & live[..., None, :]
+        # tied present players get bit-identical values
+        assert bool(((phi[..., :, None] == phi[..., None, :]) | ~same).all())
+    phi = shapley_max_dense(torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64))
+    assert torch.allclose(phi, torch.tensor([19 / 30, 7 / 30, 1 / 30], dtype=torch.float64), atol=1e-15)
+    phi = shapley_max_dense(torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    assert phi.dtype == torch.float32 and phi.tolist() == [0.5, 0.0, 0.5, 0.0]
+    assert shapley_max_dense(torch.zeros(3, 0)).shape == (3, 0)
+    all_absent = shapley_max_dense(torch.ones(2, 4), torch.zeros(2, 4, dtype=torch.bool))
+    assert bool((all_absent == 0).all())
+
+
+def test_shapley_max_dense_min_game_and_checks() -> None:
+    from credo.credit.shapley import shapley_max_dense
+
+    scores, present = _dense_case(6, seed=3)
+    assert torch.allclose(
+        -shapley_max_dense(-scores, present), shapley_min(scores, present), rtol=0, atol=1e-12
+    )
+    with pytest.raises(ValueError, match="NaN/inf"):
+        shapley_max_dense(torch.tensor([1.0, math.nan]))
+    with pytest.raises(ValueError, match="method"):
+        shapley_max(scores, method="cumsum")  # type: ignore[arg-type]
+
+
+def test_shapley_max_auto_picks_dense_on_cuda_for_small_K(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``method="auto"``: the dense form on CUDA for K <= 16, the sort everywhere else (checked on the
+    CPU by faking the device type that the choice reads)."""
+    import credo.credit.shapley as shapley_module
+
+    calls: list[int] = []
+    real_dense = shapley_module._shapley_max_dense
+
+    def spy(scores: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+        calls.append(scores.shape[-1])
+        return real_dense(scores, present)
+
+    monkeypatch.setattr(shapley_module, "_shapley_max_dense", spy)
+    small, _ = _dense_case(8, seed=1)
+    large, _ = _dense_case(17, seed=2)
+    shapley_max(small)
+    shapley_max(large)
+    assert calls == []  # CPU: sort
+    shapley_max(small, method="dense")
+    assert calls == [8]
+
+    # the rule itself (a device object needs no GPU), then the routing under a rule that says yes
+    assert shapley_module._auto_dense(torch.device("cuda"), 1)
+    assert shapley_module._auto_dense(torch.device("cuda", 0), 16)
+    assert not shapley_module._auto_dense(torch.device("cuda"), 17)
+    assert not shapley_module._auto_dense(torch.device("cpu"), 8)
+    monkeypatch.setattr(shapley_module, "_auto_dense", lambda device, K: K <= 16)
+    calls.clear()
+    for scores in (small, large):
+        shapley_max(scores)
+        shapley_max(scores, method="sort")
+    assert calls == [8]  # auto where the rule says dense: K=8 only; never with method="sort"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@pytest.mark.parametrize("K", [1, 4, 8, 16])
+def test_shapley_max_dense_on_cuda(K: int) -> None:
+    scores, present = _dense_case(K, seed=K, lead=(1000,))
+    for mask in (None, present):
+        sort = shapley_max(scores, mask, method="sort")
+        auto = shapley_max(scores.cuda(), None if mask is None else mask.cuda())
+        assert torch.allclose(auto.cpu(), sort, rtol=0, atol=1e-12)

@@ -29,6 +29,28 @@ def check_finite(name: str, value: Tensor, mask: Tensor | None = None) -> None:
         raise ValueError(f"{name} holds {count} NaN/inf value(s); credit needs finite inputs")
 
 
+def _asserts_on_device(value: Tensor) -> bool:
+    """Whether a check on ``value`` is done by a device-side assert (CUDA) instead of on the host."""
+    return value.device.type == "cuda"
+
+
+def check_all_finite_or(value: Tensor, diagnose: Callable[[], None], message: str) -> None:
+    """Check that ``value`` is all finite without a device->host sync where that is possible.
+
+    On the CPU: ``diagnose()`` runs when some entry is NaN/inf (it raises the precise error).
+    On CUDA: an asynchronous device-side assert (``torch._assert_async``) with ``message``; nothing
+    waits for the GPU, so a hot loop keeps its kernels queued. A failure surfaces at a later sync as a
+    CUDA error that ends the process's CUDA context, so this is for inputs that are finite unless
+    something is badly wrong (the cheap check of a result, not validation of user input).
+    """
+    ok = torch.isfinite(value).all()
+    if _asserts_on_device(value):
+        torch._assert_async(ok, message)
+        return
+    if not bool(ok):
+        diagnose()
+
+
 def check_same_shape(reference_name: str, reference: Tensor, **others: Tensor | None) -> None:
     for name, value in others.items():
         if value is not None and value.shape != reference.shape:

@@ -18,6 +18,7 @@ from torch import Tensor
 from credo.credit import scan as _scan
 from credo.credit._checks import (
     as_bool,
+    check_all_finite_or,
     check_finite,
     check_gamma,
     check_same_shape,
@@ -150,8 +151,13 @@ def gae(
     dtype = float_dtype(rewards, values, next_values)
     if mask is None:
         advantages = _gae_unmasked(rewards, values, next_values, dones, terminated, gamma, lam, dtype)
-        if not bool(torch.isfinite(advantages).all()):  # one check when all is well; diagnose on failure
-            _prepare(rewards, None, values=values, next_values=next_values)
+        # One check when all is well (no host sync on CUDA); on the CPU, diagnose a failure.
+        check_all_finite_or(
+            advantages,
+            lambda: _prepare(rewards, None, values=values, next_values=next_values),
+            "gae: rewards, values or next_values hold NaN/inf (or the advantages overflowed); "
+            "credit needs finite inputs",
+        )
         return advantages
     valid = _prepare(rewards, mask, values=values, next_values=next_values)
     cut = torch.zeros_like(valid) if dones is None else as_bool("dones", dones)

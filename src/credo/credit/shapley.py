@@ -13,7 +13,7 @@ This module has:
 
 * closed forms, vectorised over leading dimensions: :func:`shapley_max` (v(S) = max_{k in S} r_k, the
   utility of ShapE-GRPO, "Shapley-Enhanced Reward Allocation for Multi-Candidate LLM Training",
-  arXiv:2603.29871), :func:`shapley_min` and
+  arXiv:2603.29871; by sort + cumsum, or sort-free by :func:`shapley_max_dense`), :func:`shapley_min` and
   :func:`shapley_additive`;
 * :func:`shapley_exact`: any utility, all 2^K coalitions enumerated in vectorised chunks (K <= ~20);
 * :func:`shapley_permutation`: unbiased Monte Carlo over permutations, with antithetic pairs and a
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -36,6 +37,7 @@ from credo.credit._checks import as_bool, check_finite, check_tensor, float_dtyp
 Utility = Callable[[Tensor], Tensor]
 
 MAX_EXACT_PLAYERS = 26  # 2^26 coalitions; beyond this shapley_exact refuses (use shapley_permutation)
+DENSE_MAX_PLAYERS = 16  # shapley_max(method="auto") uses the sort-free O(K^2) form on CUDA up to this K
 
 
 def _check_scores(scores: Tensor, present: Tensor | None, validate: bool) -> tuple[Tensor, Tensor | None]:
@@ -56,7 +58,17 @@ def _check_scores(scores: Tensor, present: Tensor | None, validate: bool) -> tup
     return scores, as_bool("present", present)
 
 
-def shapley_max(scores: Tensor, present: Tensor | None = None, validate: bool = True) -> Tensor:
+def _auto_dense(device: torch.device, K: int) -> bool:
+    """``method="auto"``: the sort-free dense form on CUDA for K <= DENSE_MAX_PLAYERS."""
+    return device.type == "cuda" and K <= DENSE_MAX_PLAYERS
+
+
+def shapley_max(
+    scores: Tensor,
+    present: Tensor | None = None,
+    validate: bool = True,
+    method: Literal["auto", "sort", "dense"] = "auto",
+) -> Tensor:
     """Shapley values of the max game, closed form: v(S) = max_{k in S} r_k, v(empty) = 0.
 
     Sort each set ascending, r_(1) <= ... <= r_(K), and put r_(0) = 0 (= v(empty)). Then
@@ -82,11 +94,19 @@ def shapley_max(scores: Tensor, present: Tensor | None = None, validate: bool = 
             the game: the game is played by the present players only (K = their number), and absent
             players get exactly 0. A set with no present player gets all zeros.
         validate: check for NaN/inf (a device sync); pass False in a hot loop on trusted input.
+        method: ``"sort"`` (sort + cumulative sum, O(K log K) per set), ``"dense"``
+            (:func:`shapley_max_dense`, sort-free pairwise comparisons, O(K^2) per set), or
+            ``"auto"``: dense on CUDA with K <= 16 (a GPU sorts short rows slowly), sort otherwise.
+            Both give the same values up to rounding (about 1e-15 relative in float64).
 
     Returns:
         phi: ``[..., K]`` in ``float_dtype(scores)`` (float64 in, float64 out; otherwise float32).
     """
+    if method not in ("auto", "sort", "dense"):
+        raise ValueError(f"method must be 'auto', 'sort' or 'dense', got {method!r}")
     scores, present = _check_scores(scores, present, validate)
+    if method == "dense" or (method == "auto" and _auto_dense(scores.device, scores.shape[-1])):
+        return _shapley_max_dense(scores, present)
     dtype = float_dtype(scores)
     values = scores.to(dtype)
     K = values.shape[-1]
@@ -106,6 +126,60 @@ def shapley_max(scores: Tensor, present: Tensor | None = None, validate: bool = 
     weights = 1.0 / torch.arange(K, 0, -1, dtype=dtype, device=values.device)
     phi_sorted = ((sorted_values - previous) * weights).cumsum(dim=-1)
     return torch.empty_like(phi_sorted).scatter_(-1, order, phi_sorted)
+
+
+def shapley_max_dense(scores: Tensor, present: Tensor | None = None, validate: bool = True) -> Tensor:
+    """:func:`shapley_max` without a sort: pairwise comparisons ``[..., K, K]``, O(K^2) per set.
+
+    The sorted form sums, for the player of rank m, the increments d_j / (K - j + 1) of ranks j <= m
+    (r_(0) = 0). Group the ranks by distinct score level instead: a level t held by c_t present
+    players (its multiplicity) adds one increment t - prev(t) (prev(t): the largest present score
+    below t, or 0 = v(empty) for the lowest level), with weight 1 / n_ge(t) (n_ge(t): the number of
+    present players scoring >= t, i.e. K - j + 1 at the level's first rank); the tied ranks after
+    the first add zero increments. Summing over *players* j instead of levels, each of the c_j
+    players at a level carries 1 / c_j of it:
+
+        phi_i = sum_{j present, r_j <= r_i} (r_j - prev(r_j)) / (n_ge(r_j) * c(r_j))
+
+    Everything is a masked reduction over ``[..., K, K]`` comparisons: n_ge and c are counts, prev a
+    masked max, phi a masked sum. Tied players have identical comparison rows, so they get
+    bit-identical values (as with the sort). Efficiency: sum_i phi_i = sum_j (r_j - prev(r_j)) / c_j
+    = the sum of the level increments = max_k r_k. Agreement with the sort form is up to rounding.
+
+    No sort and no data-dependent shapes: a handful of elementwise kernels and reductions (and one
+    graph for ``torch.compile``); memory O(K^2) per set. Worth it on a GPU for small K (there
+    ``shapley_max`` picks it for K <= 16); on the CPU the sort form is faster.
+
+    Args and result as in :func:`shapley_max`.
+    """
+    scores, present = _check_scores(scores, present, validate)
+    return _shapley_max_dense(scores, present)
+
+
+def _shapley_max_dense(scores: Tensor, present: Tensor | None) -> Tensor:
+    dtype = float_dtype(scores)
+    values = scores.to(dtype)
+    K = values.shape[-1]
+    if K == 0:
+        return values.clone()
+    row = values[..., :, None]  # r_i
+    col = values[..., None, :]  # r_j
+    # below[..., i, j]: j is present and r_j <= r_i (and i is present)
+    below = col <= row
+    if present is not None:
+        below = below & present[..., :, None] & present[..., None, :]
+    tied = below & below.transpose(-1, -2)  # r_j == r_i, both present
+    strictly = below & ~tied  # r_j < r_i
+    # per player j (as the row index i of these reductions): n_ge, multiplicity, prev
+    n_ge = below.sum(dim=-2)  # players k with r_k >= r_j
+    count = tied.sum(dim=-1)  # c_j
+    lower = torch.where(strictly, col, torch.full_like(col, -math.inf)).amax(dim=-1)
+    prev = torch.where(strictly.any(dim=-1), lower, torch.zeros_like(lower))
+    # absent players have n_ge = count = 0 and are masked out of every sum: divide by 1 instead
+    weight = (n_ge * count).clamp_(min=1).to(dtype)
+    term = (values - prev) / weight
+    phi = torch.where(below, term[..., None, :], torch.zeros((), dtype=dtype, device=values.device))
+    return phi.sum(dim=-1)
 
 
 def shapley_min(scores: Tensor, present: Tensor | None = None, validate: bool = True) -> Tensor:
