@@ -59,7 +59,7 @@ from credo.llm.config import load_config, merge_config_dicts, parse_overrides
 from credo.llm.losses import LossNormalizer, aggregate, batch_normalizer, policy_gradient_loss
 from credo.llm.models import seed_everything, step_seed
 from credo.llm.prompts import prompt_meta, prompt_text
-from credo.llm.rewards import compute_rewards
+from credo.llm.rewards import compute_rewards, credit_batch
 from credo.llm.rollout import RolloutBatch, completion_logits, sequence_logprobs, token_logprobs_from_logits
 from credo.llm.tiny import load_tokenizer
 from credo.tabular.set_policy import GAMES, default_bed, measure_gradient_quality
@@ -237,16 +237,7 @@ class LMBench:
                 )  # fmt: skip
             penalty = kl_reward_penalty(batch.logprobs, batch.ref_logprobs, lc.kl_beta, lc.kl_kind)
             token_rewards = penalty if token_rewards is None else token_rewards + penalty
-        credit_batch = CreditBatch(
-            rewards=scored.rewards,
-            response_mask=batch.completion_mask,
-            group_size=batch.group_size,
-            token_rewards=token_rewards,
-            candidate_scores=scored.candidate_scores,
-            candidate_spans=scored.candidate_spans,
-            candidate_game=scored.candidate_game,
-        )
-        return batch, credit_batch
+        return batch, credit_batch(scored, batch, token_rewards)
 
     def gradients(
         self, batch: RolloutBatch, advantages: Sequence[Tensor], rows: Tensor, normalizer: LossNormalizer

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from credo.cli.errors import UsageError
+from credo.llm.config import resolve_device
 from credo.llm.reward_model import load_reward_function
 from credo.llm.rollout import sample_completions
 from credo.llm.tiny import load_tokenizer
@@ -26,18 +27,11 @@ from credo.llm.tiny import load_tokenizer
 
 def pick_device(requested: str) -> torch.device:
     """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``; a UsageError naming a
-    CUDA device this machine does not have."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device this machine does not have (:func:`credo.llm.config.resolve_device`)."""
     try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise UsageError(f"--device: unknown device {requested!r} (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index is not None and device.index >= count):
-            raise UsageError(f"--device {requested!r}: this machine has {count} CUDA device(s)")
-    return device
+        return resolve_device(requested, key="--device")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def load_model_dir(path: str | Path, device: str = "auto") -> tuple[Any, Any]:

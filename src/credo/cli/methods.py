@@ -15,6 +15,8 @@ Each prints a short table and writes a PNG (``--out``, default ``outputs/methods
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +83,20 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def _her(args: argparse.Namespace) -> Path:
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread for the block (tiny MLPs: one thread is the fastest), then as before."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny MLP: one thread is the fastest
+    torch.set_num_threads(1)
     try:
-        return _her_runs(args)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _her(args: argparse.Namespace) -> Path:
+    with _one_thread():
+        return _her_runs(args)
 
 
 def _her_runs(args: argparse.Namespace) -> Path:
@@ -120,12 +129,8 @@ def _coma(args: argparse.Namespace) -> Path:
         args.agents, args.lr = args.agents or 10, args.lr or 16.0
         return _coma_matrix(args)
     args.agents, args.lr = args.agents or 5, args.lr or 8.0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny MLP: one thread is the fastest
-    try:
+    with _one_thread():
         return _coma_relay(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _coma_relay(args: argparse.Namespace) -> Path:

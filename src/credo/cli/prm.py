@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from credo.llm.config import resolve_device
 from credo.llm.models import load_policy, seed_everything
 from credo.llm.prm import (
     ProcessRewardModel,
@@ -32,7 +33,7 @@ from credo.llm.prm import (
     train_prm,
     write_step_examples,
 )
-from credo.llm.reward_model import RewardModel, load_rm_config, resolve_device, split_records
+from credo.llm.reward_model import RewardModel, load_rm_config, split_records
 from credo.llm.search import (
     SearchResult,
     dvts,

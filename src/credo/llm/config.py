@@ -303,22 +303,21 @@ def _check_choices(config: Any, prefix: str = "") -> None:
             raise ValueError(f"config key {prefix + name!r} must be one of {choices}, got {value!r}")
 
 
-def _check_device(requested: str) -> None:
-    """``auto``, or a device this machine has: ``cuda`` / ``cuda:N`` fail here, naming the device,
-    on a machine without that CUDA device (rather than running silently on the CPU)."""
+def resolve_device(requested: str, key: str = "config key 'device'") -> torch.device:
+    """The torch device of ``requested``: ``auto`` (CUDA when there is one, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``. A ValueError naming ``key`` for an unknown device, or a CUDA device this
+    machine does not have (rather than running silently on the CPU). The one device check of the
+    trainer's config, the reward-model configs and ``credo generate | evaluate``."""
     if requested == "auto":
-        return
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(requested)
     except (RuntimeError, TypeError):
-        raise ValueError(
-            f"config key 'device': unknown device {requested!r} (auto, cpu, cuda, cuda:N)"
-        ) from None
+        raise ValueError(f"{key}: unknown device {requested!r} (auto, cpu, cuda, cuda:N)") from None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device.type == "cuda" and (count == 0 or (device.index or 0) >= count):
-        raise ValueError(
-            f"config key 'device': {requested!r} asked for, but this machine has {count} CUDA device(s)"
-        )
+        raise ValueError(f"{key}: {requested!r} asked for, but this machine has {count} CUDA device(s)")
+    return device
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -326,7 +325,7 @@ def validate_config(config: TrainConfig) -> None:
     sizes, PPO settings. The estimator's options are bound here (:func:`credo.credit.registry.bind_options`),
     so a misspelt option fails when the config is loaded."""
     _check_choices(config)
-    _check_device(config.device)
+    resolve_device(config.device)
     try:
         spec = get_estimator(config.credit.estimator)
     except KeyError as error:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from credo.llm.config import resolve_device
+
 
 class Distributed:
     """The process group of a run (``accelerator``: an ``accelerate.Accelerator`` or None)."""
@@ -39,9 +41,7 @@ class Distributed:
         """This process's device: the accelerator's, else ``requested`` (``"auto"``: CUDA if available)."""
         if self.accelerator is not None:
             return self.accelerator.device
-        if requested == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(requested)
+        return resolve_device(requested)
 
     def prepare(self, *objects: Any) -> tuple[Any, ...]:
         """The model(s) and optimizer wrapped for data parallelism (as they are without accelerate)."""

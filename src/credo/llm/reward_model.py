@@ -29,7 +29,13 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from credo.llm.config import ModelConfig, config_from_dict, merge_config_dicts, parse_overrides
+from credo.llm.config import (
+    ModelConfig,
+    config_from_dict,
+    merge_config_dicts,
+    parse_overrides,
+    resolve_device,
+)
 from credo.llm.models import load_policy, seed_everything
 from credo.llm.preferences import PreferencePair, Ranking, Record, load_preferences, to_pairs
 from credo.llm.tiny import context_length, load_tokenizer, save_tokenizer
@@ -318,14 +324,6 @@ def _training_items(
         if isinstance(r, Ranking):
             groups.setdefault(len(r.ranking), []).append(r)
     return to_pairs(rest, config.data.margin_per_point), groups
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("config key 'device' is 'cuda' but CUDA is not available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def train_reward_model(

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from credo.credit.games import SetGame, cat_games
+from credo.credit.registry import CreditBatch
 from credo.credit.reward_types import REWARD_KINDS, CandidateScores, candidate_reward, token_reward
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "as_weighted_rewards",
     "candidate_reward",
     "compute_rewards",
+    "credit_batch",
     "resolve_callable",
     "token_reward",
 ]
@@ -242,4 +244,23 @@ def compute_rewards(
         candidate_spans=None if spans_t is None else spans_t.to(device),
         candidate_game=None if game is None else game.to(device),
         per_function={k: v.to(device) for k, v in per_function.items()},
+    )
+
+
+def credit_batch(
+    scored: RewardOutput, batch: RolloutBatch, token_rewards: Tensor | None, values: Tensor | None = None
+) -> CreditBatch:
+    """The estimators' input for a scored rollout: outcome rewards, the completion mask, the prompt
+    groups, ``token_rewards`` (the reward functions' own, plus the KL penalty when it is in the
+    reward), critic ``values`` and the candidate fields. One place, so the trainer and
+    ``credo diagnose`` credit the same batch the same way."""
+    return CreditBatch(
+        rewards=scored.rewards,
+        response_mask=batch.completion_mask,
+        group_size=batch.group_size,
+        token_rewards=token_rewards,
+        values=values,
+        candidate_scores=scored.candidate_scores,
+        candidate_spans=scored.candidate_spans,
+        candidate_game=scored.candidate_game,
     )

@@ -9,7 +9,7 @@
    the frozen models;
 4. rewards: the reward functions (completion, candidate and per-step rewards, weighted); the KL
    penalty ``-beta k(logp, ref)`` joins them as per-token rewards when ``kl_mode == "reward"``;
-5. credit: ``credo.credit.compute_credit(estimator, CreditBatch(...))`` -> token advantages ``[B, L]``
+5. credit: ``credo.credit.compute_credit(estimator, credit_batch(...))`` -> token advantages ``[B, L]``
    (and value targets for ``gae``). The trainer never branches on the estimator's name, only on what
    its :class:`~credo.credit.EstimatorSpec` requires;
 6. update: ``epochs`` passes x ``mini_batches`` optimizer steps, each over micro-batches with
@@ -42,7 +42,6 @@ import torch
 from tqdm.auto import tqdm
 
 from credo.credit import (
-    CreditBatch,
     CreditResult,
     compute_credit,
     get_estimator,
@@ -79,6 +78,7 @@ from credo.llm.rewards import (
     WeightedReward,
     as_weighted_rewards,
     compute_rewards,
+    credit_batch,
     resolve_callable,
 )
 from credo.llm.rollout import (
@@ -314,16 +314,7 @@ class Trainer:
         # 5. credit: token advantages [B, L] (and value targets) from the registry's estimator
         credit = compute_credit(
             cfg.credit.estimator,
-            CreditBatch(
-                rewards=scored.rewards,
-                response_mask=batch.completion_mask,
-                group_size=batch.group_size,
-                token_rewards=token_rewards,
-                values=batch.values,
-                candidate_scores=scored.candidate_scores,
-                candidate_spans=scored.candidate_spans,
-                candidate_game=scored.candidate_game,
-            ),
+            credit_batch(scored, batch, token_rewards, batch.values),
             **cfg.credit.options,
         )
         self.last_experience = Experience(batch, scored, credit)
