@@ -20,7 +20,8 @@ def test_cli_help_runs_as_a_program() -> None:
 
 
 def test_demo_compares_grpo_shape_grpo_and_the_causal_estimators(tmp_path, monkeypatch, capsys) -> None:
-    """The demo's comparison config lists GRPO, ShapE-GRPO, set_rtg and set_splice over 3 seeds, and
+    """The demo's comparison config lists GRPO, ShapE-GRPO and the recommended set_splice and set_coma over
+    3 seeds, and
     its title names them (the comparison itself is replaced by a stub here)."""
     import credo.cli.demo as demo
 
@@ -35,8 +36,8 @@ def test_demo_compares_grpo_shape_grpo_and_the_causal_estimators(tmp_path, monke
     monkeypatch.setattr(demo, "run_comparison", fake_run_comparison)
     assert main(["demo", "--output-dir", str(tmp_path / "out")]) == 0
     cfg = seen["cfg"]
-    assert list(cfg.estimators) == ["grpo", "shape_grpo", "set_rtg", "set_splice"]
+    assert list(cfg.estimators) == ["grpo", "shape_grpo", "set_splice", "set_coma"]
     assert cfg.seeds == [0, 1, 2] and cfg.output_dir == str(tmp_path / "out")
     out = capsys.readouterr().out
-    assert "GRPO vs ShapE-GRPO vs set_rtg (causal) vs set_splice (causal)" in out
+    assert "GRPO vs ShapE-GRPO vs set_splice (causal) vs set_coma (causal, myopic)" in out
     assert "# Comparison report" in out

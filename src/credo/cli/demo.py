@@ -2,8 +2,9 @@
 
 1. A short tour of the credit layer on the seed examples (seed 003's REINFORCE and RLOO batches,
    every outcome estimator on one group, GAE with truncation vs termination), printed as tables.
-2. The comparison credo exists for: GRPO, ShapE-GRPO and the causal set estimators ``set_rtg`` and
-   ``set_splice`` (unbiased per-slot credit, :mod:`credo.credit.causal_credit`) on set-valued answers
+2. The comparison credo exists for: GRPO, ShapE-GRPO and credo's recommended candidate estimators
+   ``set_splice`` (unbiased per-slot credit) and ``set_coma`` (myopic, lowest variance; both in
+   :mod:`credo.credit.causal_credit`) on set-valued answers
    (``credo compare synthetic_rec_cpu``: an SFT warm-up of the built-in tiny model, then each
    estimator over 3 paired seeds; about 6 minutes on 2 idle CPU cores). It prints the report and where
    the plot, the report and the raw metrics are. Run again, it reuses what is finished.
@@ -107,6 +108,7 @@ ESTIMATOR_TITLES = {
     "shape_grpo": "ShapE-GRPO",
     "set_rtg": "set_rtg (causal)",
     "set_splice": "set_splice (causal)",
+    "set_coma": "set_coma (causal, myopic)",
     "wta": "winner-takes-all",
     "rloo": "RLOO",
 }
