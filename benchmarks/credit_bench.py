@@ -13,10 +13,13 @@ difference between the two outputs.
 With ``--peak-gbs`` (the memory bandwidth, 4800 GB/s for an H200) each row also gives the bandwidth
 bound (bytes moved / peak) and credo's time as a multiple of it. ``credo_gae_queued_us`` is the time
 per call of ``--queued`` back-to-back calls with one synchronisation at the end: on a GPU, the cost a
-training loop pays when nothing in the call waits for the device (no host syncs).
+training loop pays when nothing in the call waits for the device (no host syncs); ``fused_kernel_queued_us``
+the same for the bare fused kernel (its output allocation and the launch, without gae's argument
+checks and finiteness assert).
 
 ``--shapley-K`` adds rows for ``shapley_max`` on ``--shapley-sets`` sets: the sort form beside the
-sort-free dense form, with the same bound (read the scores, write the values).
+sort-free dense form and the same formula fused in one Triton kernel (on CUDA with Triton installed,
+K <= 32; None elsewhere), with the same bound (read the scores, write the values).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from collections.abc import Callable
 
 import torch
 
-from credo.credit import gae, lambda_returns
+from credo.credit import _triton_scan, _triton_shapley, gae, lambda_returns
 from credo.credit.scan import triton_available
-from credo.credit.shapley import shapley_max
+from credo.credit.shapley import DENSE_MAX_PLAYERS, TRITON_MAX_PLAYERS, shapley_max
 
 
 def gae_loop(rewards, values, next_values, dones, terminated, gamma: float, lam: float) -> torch.Tensor:
@@ -114,6 +117,12 @@ def bench_case(
         "credo_lambda_returns_ms": round(lr_ms, 3),
         "speedup_vs_loop": round(loop_ms / credo_ms, 1),
         "credo_gae_queued_us": round(queued(lambda: gae(*inputs, gamma, lam), device, calls), 1),
+        # the same without gae's checks and assert: the output allocation and the launch
+        "fused_kernel_queued_us": (
+            round(queued(lambda: _triton_scan.fused_gae(*inputs, gamma, lam)[0], device, calls), 1)
+            if triton_available(device)
+            else None
+        ),
         "credo_GB_per_s": round(bytes_moved / (credo_ms * 1e-3) / 1e9, 1),
         **bound_columns(bytes_moved, credo_ms, peak_gbs),
         "max_abs_diff_vs_loop": float((credo_out - loop_out).abs().max()),
@@ -127,24 +136,41 @@ def bench_shapley(
     g = torch.Generator(device="cpu").manual_seed(K)
     scores = (torch.rand(sets, K, generator=g) * 10).floor().div(10).to(device)  # ties, zeros
     bytes_moved = 2 * scores.numel() * scores.element_size()
+    times: dict[str, float | None] = {}
+    row: dict[str, object] = {"device": device.type, "K": K, "sets": sets}
     sort_ms, phi_sort = timed(lambda: shapley_max(scores, validate=False, method="sort"), device, repeats)
-    dense_ms, phi_dense = timed(lambda: shapley_max(scores, validate=False, method="dense"), device, repeats)
-    row: dict[str, object] = {
-        "device": device.type,
-        "K": K,
-        "sets": sets,
-        "sort_ms": round(sort_ms, 4),
-        "dense_ms": round(dense_ms, 4),
-        "dense_GB_per_s": round(bytes_moved / (dense_ms * 1e-3) / 1e9, 1),
-        "max_abs_diff_dense_vs_sort": float((phi_dense - phi_sort).abs().max()),
-    }
+    times["sort"] = sort_ms
+    # the torch dense form materialises [sets, K, K] tensors (int64 counts: 80 GB at 10M sets of
+    # K=32), so it runs only where shapley_max would ever pick it
+    phi_dense = None
+    times["dense"] = None
+    if K <= DENSE_MAX_PLAYERS:
+        times["dense"], phi_dense = timed(
+            lambda: shapley_max(scores, validate=False, method="dense"), device, repeats
+        )
+    triton_runs = device.type == "cuda" and _triton_shapley.AVAILABLE and K <= TRITON_MAX_PLAYERS
+    phi_triton = None
+    times["triton"] = None
+    if triton_runs:
+        times["triton"], phi_triton = timed(
+            lambda: shapley_max(scores, validate=False, method="triton"), device, repeats
+        )
+    for method, ms in times.items():
+        row[f"{method}_ms"] = None if ms is None else round(ms, 4)
+    for method in ("dense", "triton"):
+        ms = times[method]
+        row[f"{method}_GB_per_s"] = None if ms is None else round(bytes_moved / (ms * 1e-3) / 1e9, 1)
+    row["max_abs_diff_dense_vs_sort"] = (
+        None if phi_dense is None else float((phi_dense - phi_sort).abs().max())
+    )
+    row["max_abs_diff_triton_vs_sort"] = (
+        None if phi_triton is None else float((phi_triton - phi_sort).abs().max())
+    )
     if peak_gbs:
         bound_ms = bytes_moved / (peak_gbs * 1e9) * 1e3
-        row.update(
-            bound_ms=round(bound_ms, 4),
-            sort_x_bound=round(sort_ms / bound_ms, 1),
-            dense_x_bound=round(dense_ms / bound_ms, 1),
-        )
+        row["bound_ms"] = round(bound_ms, 4)
+        for method, ms in times.items():
+            row[f"{method}_x_bound"] = None if ms is None else round(ms / bound_ms, 1)
     return row
 
 

@@ -4,13 +4,15 @@ per-set loop, a dense O(K^2) tensor form and shapiq (when installed), side by si
 Sections (timings are the best of a few repeats after a warm-up; CUDA timings synchronise):
 
 0. ``shapley_max`` by sort + cumsum (``method="sort"``) beside the sort-free dense form
-   (``method="dense"``, :func:`credo.credit.shapley.shapley_max_dense`), both ``validate=False``, on
-   ``--sets`` sets for each K of ``--sweep-K``, against the bandwidth bound: bytes moved (read the
-   scores, write the values) / ``--peak-gbs`` (4800 for an H200's HBM3e), as a ratio; also
-   ``method="auto"`` validated, and the dense form under ``torch.compile`` with ``--compile``.
+   (``method="dense"``, :func:`credo.credit.shapley.shapley_max_dense`) and the same formula fused in
+   one Triton kernel (``method="triton"``, on CUDA with Triton installed, K <= 32; "n/a" elsewhere),
+   all ``validate=False``, on ``--sets`` sets for each K of ``--sweep-K``, against the bandwidth
+   bound: bytes moved (read the scores, write the values) / ``--peak-gbs`` (4800 for an H200's
+   HBM3e), as a ratio; also ``method="auto"`` validated, and the dense form under ``torch.compile``
+   with ``--compile``.
 1. ``shapley_max`` on ``--sets`` sets of K=8 (closed form, sort + cumsum) against
-   * the triangular-matmul O(K^2) tensor form (sort, then a matmul instead of a cumsum) and the
-     sort-free dense form on the same sets,
+   * the triangular-matmul O(K^2) tensor form (sort, then a matmul instead of a cumsum), the
+     sort-free dense form and (CUDA) the Triton kernel on the same sets,
    * ``shapley_exact`` (2^K coalitions, all subset games in one enumeration) on ``--exact-subset``
      sets, extrapolated per set,
    * the per-set Python loop the paper describes (sort, then each candidate sums the increments up to
@@ -47,8 +49,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from credo.credit import _triton_shapley
 from credo.credit.set_utilities import max_utility, relevance_diversity_utility
-from credo.credit.shapley import shapley_exact, shapley_max, shapley_max_dense, shapley_permutation
+from credo.credit.shapley import (
+    TRITON_MAX_PLAYERS,
+    shapley_exact,
+    shapley_max,
+    shapley_max_dense,
+    shapley_permutation,
+)
 
 try:  # an optional peer
     import shapiq
@@ -131,8 +140,42 @@ def bound_s(scores: torch.Tensor, peak_gbs: float | None) -> float | None:
     return 2 * scores.numel() * scores.element_size() / (peak_gbs * 1e9)
 
 
+def triton_runs(device: torch.device, K: int) -> bool:
+    """Whether ``method="triton"`` is timed: CUDA, Triton installed, K <= 32."""
+    return device.type == "cuda" and _triton_shapley.AVAILABLE and K <= TRITON_MAX_PLAYERS
+
+
+def triton_columns(
+    scores: torch.Tensor, phi_sort: torch.Tensor, device: torch.device, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The Triton kernel's time, x bound, GB/s and difference from the sort form (None where not run)."""
+    K = scores.shape[-1]
+    if not triton_runs(device, K):
+        return dict.fromkeys(
+            [
+                "triton_s",
+                "triton_x_bound",
+                "triton_GB_per_s",
+                "triton_max_diff_vs_sort",
+                "triton_max_diff_vs_sort_float64",
+            ]
+        )
+    triton_s, phi = timed(partial(shapley_max, scores, validate=False, method="triton"), device, args.repeats)
+    bound = bound_s(scores, args.peak_gbs)
+    sub = scores[: min(args.sets, 100_000)].double()
+    return {
+        "triton_s": triton_s,
+        "triton_x_bound": None if bound is None else triton_s / bound,
+        "triton_GB_per_s": 2 * scores.numel() * scores.element_size() / triton_s / 1e9,
+        "triton_max_diff_vs_sort": float((phi - phi_sort).abs().max()),
+        "triton_max_diff_vs_sort_float64": float(
+            (shapley_max(sub, method="triton") - shapley_max(sub, method="sort")).abs().max()
+        ),
+    }
+
+
 def section_sweep(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """Sort against dense for each K, beside the bandwidth bound."""
+    """Sort against dense and the Triton kernel for each K, beside the bandwidth bound."""
     rows = []
     compiled = None
     if args.compile:
@@ -159,6 +202,7 @@ def section_sweep(args: argparse.Namespace, device: torch.device) -> dict[str, A
             "sort_x_bound": None if bound is None else sort_s / bound,
             "dense_x_bound": None if bound is None else dense_s / bound,
             "dense_GB_per_s": 2 * scores.numel() * scores.element_size() / dense_s / 1e9,
+            **triton_columns(scores, phi_sort, device, args),
         }
         if compiled is not None:
             row["dense_compiled_s"], phi_c = timed(partial(compiled, scores), device, args.repeats)
@@ -184,7 +228,14 @@ def section_closed_form(args: argparse.Namespace, device: torch.device) -> dict[
     sortfree_s, phi_sortfree = timed(
         lambda: shapley_max(scores, validate=False, method="dense"), device, args.repeats
     )
-    result["closed_form_method"] = "dense" if device.type == "cuda" and K <= 16 else "sort"
+    if triton_runs(device, K):
+        result["closed_form_method"] = "triton"
+        result["triton_s"], phi_triton = timed(
+            lambda: shapley_max(scores, validate=False, method="triton"), device, args.repeats
+        )
+        result["triton_max_diff"] = float((phi_triton - phi).abs().max())
+    else:
+        result["closed_form_method"] = "dense" if device.type == "cuda" and K <= 16 else "sort"
     result["closed_form_s"] = closed_s
     result["closed_form_unvalidated_s"] = unchecked_s
     result["closed_form_sets_per_s"] = N / closed_s
@@ -327,32 +378,48 @@ def plot_permutation(rows: list[dict[str, Any]], path: Path, K: int) -> None:
     plt.close(fig)
 
 
-def print_report(report: dict[str, Any]) -> None:
-    sw = report["sweep"]
-    print(f"\n== shapley_max, sort against sort-free dense, {sw['table'][0]['sets']:,} sets on {sw['device']}"
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 1e3:.4f}"
+
+
+def _ratio(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}x"
+
+
+def _diff(x: float | None, width: int) -> str:
+    return f"{'n/a':>{width}s}" if x is None else f"{x:{width}.1e}"
+
+
+def _gbs(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0f}"
+
+
+def print_sweep(sw: dict[str, Any]) -> None:
+    """Section 0: one row per K, times beside the bound ("n/a" where a method was not run)."""
+    print(f"\n== shapley_max, sort against sort-free dense and Triton, {sw['table'][0]['sets']:,} sets on {sw['device']}"
           f" (validate=False; bound = bytes / {sw['peak_gbs']} GB/s) ==")  # fmt: skip
-    head = f"{'K':>3s} {'sort ms':>10s} {'dense ms':>10s} {'auto+valid ms':>14s} {'bound ms':>9s} {'sort/bound':>11s} {'dense/bound':>12s}"
+    head = (f"{'K':>3s} {'sort ms':>10s} {'dense ms':>10s} {'triton ms':>10s} {'auto+valid ms':>14s} {'bound ms':>9s} "
+            f"{'sort/bound':>11s} {'dense/bound':>12s} {'triton/bound':>13s} {'triton GB/s':>12s}")  # fmt: skip
     has_compiled = "dense_compiled_s" in sw["table"][0]
     print(
         head
         + (f" {'compiled ms':>12s} {'comp/bound':>11s}" if has_compiled else "")
-        + f" {'max|diff| f32':>14s} {'f64':>8s}"
+        + f" {'max|diff| f32':>14s} {'f64':>8s} {'triton f32':>11s} {'f64':>8s}"
     )
-
-    def ms(x: float | None) -> str:
-        return "n/a" if x is None else f"{x * 1e3:.4f}"
-
-    def ratio(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.1f}x"
-
+    ms, ratio, diff, gbs = _ms, _ratio, _diff, _gbs
     for r in sw["table"]:
-        text = (f"{r['K']:3d} {ms(r['sort_s']):>10s} {ms(r['dense_s']):>10s} {ms(r['auto_validated_s']):>14s} "
-                f"{ms(r['bound_s']):>9s} {ratio(r['sort_x_bound']):>11s} {ratio(r['dense_x_bound']):>12s}")  # fmt: skip
+        text = (f"{r['K']:3d} {ms(r['sort_s']):>10s} {ms(r['dense_s']):>10s} {ms(r['triton_s']):>10s} "
+                f"{ms(r['auto_validated_s']):>14s} {ms(r['bound_s']):>9s} {ratio(r['sort_x_bound']):>11s} "
+                f"{ratio(r['dense_x_bound']):>12s} {ratio(r['triton_x_bound']):>13s} {gbs(r['triton_GB_per_s']):>12s}")  # fmt: skip
         if has_compiled:
             text += f" {ms(r['dense_compiled_s']):>12s} {ratio(r['dense_compiled_x_bound']):>11s}"
         text += f" {r['dense_max_diff_vs_sort']:14.1e} {r['dense_max_diff_vs_sort_float64']:8.1e}"
+        text += f" {diff(r['triton_max_diff_vs_sort'], 11)} {diff(r['triton_max_diff_vs_sort_float64'], 8)}"
         print(text)
 
+
+def print_report(report: dict[str, Any]) -> None:
+    print_sweep(report["sweep"])
     cf = report["closed_form"]
     N = cf["sets"]
     print(f"\n== shapley_max: {N:,} sets of K={cf['K']} on {cf['device']} ==")
@@ -363,10 +430,12 @@ def print_report(report: dict[str, Any]) -> None:
         d = "" if diff is None else f"{diff:.1e}"
         print(f"{name:44s} {seconds:24.4f} {ratio:14.1f} {d:>11s}")
 
-    line("closed form (sort + cumsum), validated", cf["closed_form_s"], 0.0)
+    line(f"closed form (auto: {cf['closed_form_method']}), validated", cf["closed_form_s"], 0.0)
     line("closed form, validate=False", cf["closed_form_unvalidated_s"], None)
     line("sort + triangular matmul O(K^2) form", cf["dense_k2_s"], cf["dense_k2_max_diff"])
     line("sort-free dense O(K^2), validate=False", cf["sort_free_dense_s"], cf["sort_free_dense_max_diff"])
+    if "triton_s" in cf:
+        line("sort-free Triton kernel, validate=False", cf["triton_s"], cf["triton_max_diff"])
     if cf["bound_s"] is not None:
         line("bandwidth bound (bytes / --peak-gbs)", cf["bound_s"], None)
     line(

@@ -6,7 +6,10 @@ Measures completion tokens per second (from the median step time) and peak memor
   ``/work/shared/peers/trl_anchor.py``: same model, prompts, reward, G, lengths, lr, and the KL
   coefficient set explicitly, since TRL's default beta=0 skips the reference model);
 * ``credo_grpo`` / ``credo_rloo``: credo's trainer on the same model, batch, lengths and beta (GRPO:
-  k3 KL in the loss; RLOO: k1 KL in the reward, as TRL does);
+  k3 KL in the loss; RLOO: k1 KL in the reward, as TRL does), sampling with transformers ``generate``
+  (static KV cache, compiled, on CUDA);
+* ``credo_grpo_graph`` / ``credo_rloo_graph``: the same with ``rollout.backend: graph``, credo's own
+  decode loop (static KV cache, one CUDA graph replayed per token, no host sync inside the loop);
 * ``credo_ppo``: PPO with a critic (GAE, separate value model, clipped surrogate, KL in the reward),
   same model and batch, to test seed 003's claim that RLOO/GRPO need much less memory and time
   than PPO with a critic.
@@ -42,7 +45,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("trl_grpo", "credo_grpo", "trl_rloo", "credo_rloo", "credo_ppo")
+VARIANTS = (
+    "trl_grpo",
+    "credo_grpo",
+    "credo_grpo_graph",
+    "trl_rloo",
+    "credo_rloo",
+    "credo_rloo_graph",
+    "credo_ppo",
+)
+# credo variant -> (estimator, rollout backend); "graph" is credo's own decode loop (static KV cache,
+# one CUDA graph per token: credo.llm.graph_decode), "hf" is transformers generate
+CREDO_VARIANTS = {
+    "credo_grpo": ("grpo", "hf"),
+    "credo_grpo_graph": ("grpo", "graph"),
+    "credo_rloo": ("rloo", "hf"),
+    "credo_rloo_graph": ("rloo", "graph"),
+    "credo_ppo": ("gae", "hf"),
+}
 
 
 def byte_tokenizer(unreachable_eos: bool = False) -> Any:
@@ -138,14 +158,13 @@ def sync(cuda: bool) -> None:
         torch.cuda.synchronize()
 
 
-def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
-    import torch
-
+def credo_config(variant: str, args: argparse.Namespace, model_dir: Path) -> Any:
+    """The trainer config of a credo variant at the benchmark's settings (also used by
+    ``benchmarks/trainer_profile.py``)."""
     from credo.llm.config import config_from_dict
-    from credo.llm.trainer import Trainer
 
     cuda = args.device == "cuda"
-    estimator = {"credo_grpo": "grpo", "credo_rloo": "rloo", "credo_ppo": "gae"}[variant]
+    estimator, backend = CREDO_VARIANTS[variant]
     loss: dict[str, Any] = {"aggregation": "token_mean", "kl_beta": args.beta}
     if estimator == "grpo":
         loss.update(kl_mode="loss", kl_kind="k3")
@@ -154,14 +173,15 @@ def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[s
     if estimator == "gae":
         loss.update(policy_loss="ppo_clip", epochs=1)
     B = args.prompts * args.group_size
-    config = config_from_dict(
+    return config_from_dict(
         {
             "model": {"model_path": str(model_dir)},
             "rollout": {
+                "backend": backend,
                 "group_size": args.group_size,
                 "prompts_per_step": args.prompts,
                 "max_new_tokens": args.new_tokens,
-                "static_cache": cuda and not args.no_compile,
+                "static_cache": backend == "hf" and cuda and not args.no_compile,
                 "pad_to_multiple_of": 16 if cuda else None,
             },
             "credit": {
@@ -179,6 +199,15 @@ def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[s
             "progress": False,
         }
     )
+
+
+def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    import torch
+
+    from credo.llm.trainer import Trainer
+
+    cuda = args.device == "cuda"
+    config = credo_config(variant, args, model_dir)
     trainer = Trainer(config, reward_functions=credo_reward, prompts=prompts(args.prompts * 10))
     times, lengths = [], []
     for i in range(args.warmup + args.steps):
@@ -365,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=None, help="write the JSON summary here")
     parser.add_argument(
+        "--peak-gbs", type=float, default=4800.0, help="memory bandwidth for the bound (H200: 4800 GB/s)"
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="bf16 dense TFLOP/s for the bound (H200: 989)"
+    )
+    parser.add_argument(
         "--child-timeout",
         type=float,
         default=None,
@@ -429,7 +464,7 @@ def run_variant_round(
     r = json.loads(out.read_text())
     r["no_compile"] = args.no_compile or "--no-compile" in cmd
     print(
-        f"  {variant:11s} {r['median_step_s']:.3f} s/step (median)  {r['completion_tokens_per_s']:9.1f} "
+        f"  {variant:16s} {r['median_step_s']:.3f} s/step (median)  {r['completion_tokens_per_s']:9.1f} "
         f"completion tok/s  peak {r['peak_mem_GiB']:.2f} GiB ({r['peak_mem_kind']})  "
         f"mean length {r['mean_completion_length']}",
         flush=True,
@@ -447,7 +482,15 @@ def report_ratios(results: dict[str, Any]) -> None:
         return name in results and "error" not in results[name]
 
     print("\nratios (credo / peer):")
-    for ours, peer in (("credo_grpo", "trl_grpo"), ("credo_rloo", "trl_rloo")):
+    pairs = (
+        ("credo_grpo", "trl_grpo"),
+        ("credo_grpo_graph", "trl_grpo"),
+        ("credo_grpo_graph", "credo_grpo"),
+        ("credo_rloo", "trl_rloo"),
+        ("credo_rloo_graph", "trl_rloo"),
+        ("credo_rloo_graph", "credo_rloo"),
+    )
+    for ours, peer in pairs:
         if ok(ours) and ok(peer):
             a, b = results[ours], results[peer]
             speed = a["completion_tokens_per_s"] / b["completion_tokens_per_s"]
@@ -463,6 +506,31 @@ def report_ratios(results: dict[str, Any]) -> None:
             print(
                 f"  {ours} vs PPO+critic: {speed:.2f}x faster per step, {100 * saving:.0f}% less peak memory"
             )
+
+
+def step_lower_bound(params: int, args: argparse.Namespace, prompt_tokens: int = 30) -> dict[str, float]:
+    """A lower bound on one step's time on this hardware: decoding reads every bf16 weight once per
+    new token (``2 * params * new_tokens`` bytes at ``--peak-gbs``), and the update's forward and
+    backward plus the reference's forward are about ``8 * params * tokens`` FLOPs (6 for training, 2
+    for the reference; gradient checkpointing's recompute not counted) at ``--peak-tflops``."""
+    rows = args.prompts * args.group_size
+    decode_s = 2 * params * args.new_tokens / (args.peak_gbs * 1e9)
+    flop_s = 8 * params * rows * (prompt_tokens + args.new_tokens) / (args.peak_tflops * 1e12)
+    return {"decode_s": decode_s, "update_s": flop_s, "step_s": decode_s + flop_s}
+
+
+def report_bound(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print and add each variant's ratio to :func:`step_lower_bound`."""
+    bound = step_lower_bound(results["params"], args)
+    results["lower_bound"] = bound
+    print(
+        f"\nlower bound per step: {bound['step_s'] * 1e3:.1f} ms (decode {bound['decode_s'] * 1e3:.1f} ms at "
+        f"{args.peak_gbs:.0f} GB/s, update {bound['update_s'] * 1e3:.1f} ms at {args.peak_tflops:.0f} TFLOP/s)"
+    )
+    for name, r in results.items():
+        if isinstance(r, dict) and "median_step_s" in r:
+            r["x_bound"] = r["median_step_s"] / bound["step_s"]
+            print(f"  {name}: {r['x_bound']:.1f}x the bound")
 
 
 def main() -> None:
@@ -499,6 +567,8 @@ def main() -> None:
                 continue
             run_variant_round(variant, round_index, args, passthrough, work, model_dir, results)
     report_ratios(results)
+    if cuda:
+        report_bound(results, args)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(json.dumps({k: v for k, v in results.items() if k != "setup"}, default=str)[:4000])

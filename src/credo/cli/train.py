@@ -12,6 +12,7 @@ evaluate``) and ``curves.png`` (reward and KL per step, and the candidate metric
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from credo.cli.errors import UsageError, config_errors
 from credo.cli.wiring import build_trainer, make_set_task
 from credo.llm.config import TrainConfig, load_config
+from credo.llm.models import is_lora
 from credo.llm.pretrained import convert_gguf, smollm2_gguf
 from credo.llm.tiny import save_tokenizer
 
@@ -65,9 +67,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def save_final_model(trainer: Any, config: TrainConfig, path: str | Path) -> Path:
     """Save the trainer's policy to ``path`` as a Hugging Face model directory (``save_pretrained``
-    weights and config, and the tokenizer: credo's char tokenizer with its marker file)."""
+    weights and config, and the tokenizer: credo's char tokenizer with its marker file).
+
+    With LoRA (``model.lora``), ``path`` holds the merged model (base + adapters, a plain model any
+    tool loads, made from a copy: the trainer keeps its adapters) and ``path/adapter`` the adapters
+    alone (peft's ``save_pretrained``)."""
     path = Path(path)
-    trainer.unwrapped_model.save_pretrained(path)
+    policy = trainer.unwrapped_model
+    if is_lora(policy):
+        policy.save_pretrained(path / "adapter")
+        policy = copy.deepcopy(policy).merge_and_unload()
+    policy.save_pretrained(path)
     if config.model.model_path is None:  # credo's tiny model: its char tokenizer
         save_tokenizer(trainer.tokenizer, path)
     else:

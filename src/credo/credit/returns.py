@@ -150,13 +150,15 @@ def gae(
     check_gamma("lam", lam)
     dtype = float_dtype(rewards, values, next_values)
     if mask is None:
+        T = rewards.shape[-1] if rewards.dim() else 0
+        if dtype == torch.float32 and T > 0 and _scan.triton_available(rewards.device):
+            return _gae_triton(rewards, values, next_values, dones, terminated, gamma, lam)
         advantages = _gae_unmasked(rewards, values, next_values, dones, terminated, gamma, lam, dtype)
         # One check when all is well (no host sync on CUDA); on the CPU, diagnose a failure.
         check_all_finite_or(
             advantages,
             lambda: _prepare(rewards, None, values=values, next_values=next_values),
-            "gae: rewards, values or next_values hold NaN/inf (or the advantages overflowed); "
-            "credit needs finite inputs",
+            _GAE_NOT_FINITE,
         )
         return advantages
     valid = _prepare(rewards, mask, values=values, next_values=next_values)
@@ -169,6 +171,35 @@ def gae(
     return torch.where(valid, advantages, torch.zeros((), dtype=dtype, device=rewards.device))
 
 
+_GAE_NOT_FINITE = (
+    "gae: rewards, values or next_values hold NaN/inf (or the advantages overflowed); "
+    "credit needs finite inputs"
+)
+
+
+def _gae_triton(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    dones: Tensor | None,
+    terminated: Tensor | None,
+    gamma: float,
+    lam: float,
+) -> Tensor:
+    """GAE without padding on CUDA: one fused Triton kernel, which also flags rows holding NaN/inf.
+
+    Host work for contiguous float inputs and bool (or None) flags: allocate the advantages, launch
+    the kernel, and queue an asynchronous device-side assert on the device's "all finite" flag, which
+    the kernel clears on a NaN/inf advantage (nothing waits for the GPU). No dtype conversions, no
+    ``[..., T]`` flag tensors for ``None``, no reshapes, no second pass over the result.
+    """
+    cut = None if dones is None else as_bool("dones", dones)
+    end = None if terminated is None else as_bool("terminated", terminated)
+    advantages, all_finite = _scan._triton_scan.fused_gae(rewards, values, next_values, cut, end, gamma, lam)
+    torch._assert_async(all_finite, _GAE_NOT_FINITE)
+    return advantages
+
+
 def _gae_unmasked(
     rewards: Tensor,
     values: Tensor,
@@ -179,16 +210,10 @@ def _gae_unmasked(
     lam: float,
     dtype: torch.dtype,
 ) -> Tensor:
-    """GAE without padding: the fused Triton kernel on CUDA, else TD errors and the blocked scan."""
-    shape, T = rewards.shape, rewards.shape[-1]
-    never = torch.zeros(shape, dtype=torch.bool, device=rewards.device)
+    """GAE without padding off the Triton path: TD errors and the blocked scan."""
+    never = torch.zeros(rewards.shape, dtype=torch.bool, device=rewards.device)
     cut = never if dones is None else as_bool("dones", dones)
     end = never if terminated is None else as_bool("terminated", terminated)
-    if dtype == torch.float32 and T > 0 and _scan.triton_available(rewards.device):
-        from credo.credit import _triton_scan
-
-        flat = [t.reshape(-1, T) for t in (rewards, values, next_values, cut, end)]
-        return _triton_scan.fused_gae(*flat, gamma, lam).reshape(shape)
     delta = torch.addcmul(
         rewards.to(dtype) - values.to(dtype), next_values.to(dtype), (~end).to(dtype), value=gamma
     )

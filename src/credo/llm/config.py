@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,50 @@ from credo.credit.registry import bind_options
 
 
 @dataclass
+class LoraSettings:
+    """LoRA adapters (``peft``) on the policy: rank ``r``, scale ``alpha / r``, ``target_modules``
+    (module names, or ``"all-linear"``: every linear layer but the output head). ``dropout`` must be 0:
+    the trainer needs a training forward pass to give exactly the log-probs recorded at rollout."""
+
+    r: int = 16
+    alpha: float = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+    def __post_init__(self) -> None:
+        check_lora(self)
+
+
+def check_lora(lora: LoraSettings | None, key: str = "model.lora") -> None:
+    """A one-line ValueError naming the key for a LoRA setting out of range, or when ``peft`` (which
+    LoRA needs) is not installed; nothing for ``lora=None``."""
+    if lora is None:
+        return
+    if isinstance(lora.r, bool) or not isinstance(lora.r, int) or lora.r < 1:
+        raise ValueError(f"config key '{key}.r' must be an integer >= 1, got {lora.r!r}")
+    if not lora.alpha > 0:
+        raise ValueError(f"config key '{key}.alpha' must be > 0, got {lora.alpha!r}")
+    if not 0 <= lora.dropout < 1:
+        raise ValueError(f"config key '{key}.dropout' must be in [0, 1), got {lora.dropout!r}")
+    if lora.dropout != 0:
+        raise ValueError(
+            f"config key '{key}.dropout' must be 0, got {lora.dropout!r}: dropout makes the training "
+            "forward pass disagree with the log-probs recorded at rollout (PPO ratio, KL)"
+        )
+    if not lora.target_modules:
+        raise ValueError(f"config key '{key}.target_modules' must name modules or be 'all-linear'")
+    if importlib.util.find_spec("peft") is None:
+        raise ValueError(f"config key '{key}' needs peft, which is not installed: pip install peft")
+
+
+@dataclass
 class ModelConfig:
     """``model_path``: a local Hugging Face model directory (its tokenizer too, unless
     ``tokenizer_path``). Without it a tiny model is built from ``arch`` and the sizes below, with a
-    character tokenizer over ``chars`` (printable ASCII and newline by default)."""
+    character tokenizer over ``chars`` (printable ASCII and newline by default).
+
+    ``lora``: train LoRA adapters instead of all weights (:class:`LoraSettings`; a mapping such as
+    ``{r: 16}`` in YAML); None (the default): full fine-tuning."""
 
     model_path: str | None = None
     tokenizer_path: str | None = None
@@ -42,6 +83,16 @@ class ModelConfig:
     context_length: int = 256
     chars: str | None = None
     init_seed: int = 0
+    lora: LoraSettings | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):  # a YAML mapping: checked and converted like a section
+            self.lora = config_from_dict(self.lora, LoraSettings, "model.lora.")
+        elif self.lora is not None and not isinstance(self.lora, LoraSettings):
+            raise TypeError(
+                f"config key 'model.lora' must be a mapping (r, alpha, dropout, target_modules) or null, "
+                f"got {type(self.lora).__name__} {self.lora!r}"
+            )
 
 
 @dataclass
@@ -76,15 +127,17 @@ class SFTConfig:
 @dataclass
 class RolloutConfig:
     """``group_size``: G completions per prompt; ``prompts_per_step``: N prompts per step (B = N G).
-    ``backend``: ``"hf"`` (transformers ``generate``) or ``"vllm"`` (if installed). ``static_cache``:
-    static KV cache, which transformers compiles (CUDA graphs) on CUDA."""
+    ``backend``: ``"hf"`` (transformers ``generate``), ``"vllm"`` (if installed) or ``"graph"``
+    (credo's own decode loop, :mod:`credo.llm.graph_decode`: static KV cache, no host sync per token,
+    the decode step replayed as one CUDA graph on CUDA, eager elsewhere). ``static_cache``: static KV
+    cache, which transformers compiles (CUDA graphs) on CUDA (``hf`` only)."""
 
     group_size: int = 8
     prompts_per_step: int = 4
     max_new_tokens: int = 32
     temperature: float = 1.0
     top_k: int | None = None
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf", "vllm", "graph"] = "hf"
     static_cache: bool = False
     pad_to_multiple_of: int | None = None
 
@@ -385,3 +438,8 @@ def validate_config(config: TrainConfig) -> None:
             "sft.steps > 0 needs task.sft_pairs (an import path returning (prompt, answer) pairs) or task.set_task"
         )
     _positive("task.num_prompts", config.task.num_prompts)
+    check_lora(config.model.lora)
+    if config.model.lora is not None and config.rollout.backend == "vllm":
+        raise ValueError(
+            "config key 'model.lora': LoRA runs sample with rollout.backend='hf' (vllm is not supported)"
+        )

@@ -1,5 +1,6 @@
 """Set-up of a run: seeding, checks of the estimator's needs, device precision, the policy and
-tokenizer, the frozen reference, the optimizer and its learning-rate schedule.
+tokenizer (with LoRA adapters when ``model.lora`` is set), the frozen reference, the optimizer and
+its learning-rate schedule.
 
 Each function does one thing the trainer's constructor (or its SFT warm-up) needs; none of them keeps
 state. The policy is loaded from ``model.model_path`` or built as a tiny local model
@@ -23,7 +24,7 @@ from torch import nn
 
 from credo.credit import EstimatorSpec
 from credo.llm.checkpoint import load_latest_checkpoint
-from credo.llm.config import LossConfig, ModelConfig, TrainConfig
+from credo.llm.config import LoraSettings, LossConfig, ModelConfig, TrainConfig
 from credo.llm.rewards import WeightedReward
 from credo.llm.tiny import (
     DEFAULT_CHARS,
@@ -140,8 +141,128 @@ def load_policy(
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model = model.to(device=device, dtype=dtype)
     disable_dropout(model)
+    if mc.lora is not None:
+        base_path = str(Path(mc.model_path).resolve()) if mc.model_path else None
+        model = apply_lora(model, mc.lora, base_path)
     model.train()
     return model, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------
+# LoRA (peft): adapters on the policy, the reference as the same network with its adapters off
+
+
+def is_lora(model: Any) -> bool:
+    """Whether ``model`` is a peft model (LoRA adapters on a frozen base)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def apply_lora(model: Any, lora: LoraSettings, base_path: str | None = None) -> Any:
+    """``model`` wrapped by ``peft.get_peft_model`` with fresh LoRA adapters (B = 0: the wrapped model
+    computes what ``model`` did); only the adapters are trainable. ``base_path`` is recorded in the
+    adapter's config (``base_model_name_or_path``) so that a saved adapter names its base model."""
+    from peft import LoraConfig, get_peft_model
+
+    settings = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, settings)
+    peft_model.peft_config["default"].base_model_name_or_path = base_path
+    disable_dropout(peft_model)
+    return peft_model
+
+
+def restart_lora(model: Any, lora: LoraSettings | None) -> Any:
+    """After an SFT warm-up that trained the adapters: merge them into the base weights and start
+    fresh adapters on the merged model, so that the base (the KL reference) is the warmed-up policy.
+    ``model`` itself without LoRA."""
+    if lora is None or not is_lora(model):
+        return model
+    return apply_lora(model.merge_and_unload(), lora, base_path=None)
+
+
+def lora_base(model: Any) -> Any:
+    """The network under the adapters (a peft model's ``get_base_model()``, its LoRA layers still in
+    place), or ``model`` itself without LoRA: what a ``separate`` critic copies its backbone from."""
+    return model.get_base_model() if is_lora(model) else model
+
+
+class AdapterFreeReference:
+    """The KL reference of a LoRA policy: the policy's own network with its adapters switched off
+    (``peft_model.disable_adapter()``), so the base weights, frozen since RL started, compute it. No
+    second copy of the model; called like a model, always without gradients."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad(), self.policy.disable_adapter():
+            return self.policy(*args, **kwargs)
+
+
+def policy_state(model: Any) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of the policy: its whole state dict, or with LoRA only the adapters'
+    (trainable) tensors; the frozen base is restored from where it came from (:func:`keep_lora_base`)."""
+    state = model.state_dict()
+    if not is_lora(model):
+        return state
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    return {name: value for name, value in state.items() if name in trainable}
+
+
+def load_policy_state(model: Any, state: dict[str, torch.Tensor]) -> None:
+    """Load what :func:`policy_state` saved; with LoRA a ValueError unless ``state`` holds exactly the
+    adapters' tensors (a checkpoint of another kind of run)."""
+    if not is_lora(model):
+        model.load_state_dict(state)
+        return
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    mismatch = ValueError(
+        "the checkpoint's policy does not hold this run's LoRA adapters (was it saved by a run with "
+        "another model.lora setting, or without LoRA?)"
+    )
+    if set(state) != trainable:
+        raise mismatch
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # the same adapters with other shapes (another rank r)
+        raise mismatch from error
+
+
+def keep_lora_base(
+    model: Any, output_dir: str | None, resumed: bool, is_main: bool, device: torch.device, warmed_up: bool
+) -> None:
+    """With LoRA, checkpoints hold the adapters only; the frozen base weights come from
+    ``model.model_path`` (or the tiny model's seed) again on resume, except after an SFT warm-up,
+    which changed them (:func:`restart_lora`): then they are saved once in
+    ``output_dir/lora_base.pt`` and loaded from it on resume. A fresh run without a warm-up removes
+    an earlier run's file. Nothing without LoRA or without ``output_dir``."""
+    if not (output_dir and is_lora(model)):
+        return
+    path = Path(output_dir) / "lora_base.pt"
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    if resumed:
+        if path.exists():
+            base = torch.load(path, map_location=device, weights_only=True)
+            missing, unexpected = model.load_state_dict(base, strict=False)
+            if unexpected or set(missing) - trainable:
+                raise ValueError(f"{str(path)!r} does not hold this model's base weights")
+    elif is_main and warmed_up:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = {k: v for k, v in model.state_dict().items() if k not in trainable}
+        tmp = path.with_suffix(".tmp")
+        torch.save(base, tmp)
+        tmp.replace(path)
+    elif is_main:
+        path.unlink(missing_ok=True)
 
 
 def enable_gradient_checkpointing(model: Any) -> None:
@@ -164,7 +285,11 @@ def make_reference(
     policy: Any, output_dir: str | None, resumed: bool, is_main: bool, device: torch.device
 ) -> Any:
     """The frozen reference: a copy of the policy as RL starts (after SFT). Saved once in
-    ``output_dir/reference.pt`` so that a resumed run gets the same one."""
+    ``output_dir/reference.pt`` so that a resumed run gets the same one. With LoRA, no copy: the
+    policy with its adapters switched off (:class:`AdapterFreeReference`; its base weights are kept
+    for resume by :func:`keep_lora_base`)."""
+    if is_lora(policy):
+        return AdapterFreeReference(policy)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     if output_dir:
         path = Path(output_dir) / "reference.pt"

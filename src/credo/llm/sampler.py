@@ -8,7 +8,9 @@ sampled, at the sampling temperature.
 * :class:`HFSampler`: transformers ``generate`` on the policy itself (log-probs recorded while
   sampling: :func:`credo.llm.rollout.sample_completions`);
 * :class:`VLLMSampler`: a vLLM engine loaded with the policy's current weights before each rollout,
-  ``log pi_old`` recomputed by the policy (:mod:`credo.llm.vllm_backend`).
+  ``log pi_old`` recomputed by the policy (:mod:`credo.llm.vllm_backend`);
+* :class:`GraphSampler`: credo's own static-cache decode loop on the policy, one CUDA graph replayed
+  per token on CUDA (log-probs recorded while sampling: :mod:`credo.llm.graph_decode`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from credo.llm.config import TrainConfig
 from credo.llm.distributed import Distributed
+from credo.llm.graph_decode import GraphDecoder, sample_completions_graph
 from credo.llm.models import autocast
 from credo.llm.rollout import RolloutBatch, sample_completions
 from credo.llm.vllm_backend import make_engine, sample_completions_vllm
@@ -100,7 +103,52 @@ class VLLMSampler(_PolicySampler):
         )
 
 
-SAMPLERS: dict[str, type[HFSampler] | type[VLLMSampler]] = {"hf": HFSampler, "vllm": VLLMSampler}
+class GraphSampler(_PolicySampler):
+    """Sampling with credo's decode loop (:func:`credo.llm.graph_decode.sample_completions_graph`).
+
+    Its :class:`~credo.llm.graph_decode.GraphDecoder` keeps the KV cache and the captured CUDA graph
+    between steps: the optimizer updates the weights in place, so the graph captured at the first
+    rollout stays valid (it is captured again if any parameter's storage moved). Unlike
+    ``generate``'s static cache (see :class:`HFSampler`), its cache stores keys and values in the
+    autocast dtype under ``bf16-mixed``, so every precision runs as configured; autocast's weight
+    cache is off, so a replayed graph casts the current weights.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: TrainConfig,
+        precision: str,
+        device: torch.device,
+        dist: Distributed,
+    ) -> None:
+        super().__init__(model, tokenizer, config, precision, device, dist)
+        self.decoder = GraphDecoder()
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str]) -> RolloutBatch:
+        rc = self.config.rollout
+        precision = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
+            if self.precision == "bf16-mixed"
+            else contextlib.nullcontext()
+        )
+        with self.dist.generation_context(self.model), precision:
+            return sample_completions_graph(
+                self.dist.unwrap(self.model),
+                self.tokenizer,
+                prompts,
+                rc.group_size,
+                rc.max_new_tokens,
+                rc.temperature,
+                rc.top_k,
+                pad_to_multiple_of=rc.pad_to_multiple_of,
+                decoder=self.decoder,
+            )
+
+
+SAMPLERS: dict[str, type[_PolicySampler]] = {"hf": HFSampler, "vllm": VLLMSampler, "graph": GraphSampler}
 
 
 def check_backend(backend: str) -> None:
@@ -111,7 +159,7 @@ def check_backend(backend: str) -> None:
 
 def make_sampler(
     config: TrainConfig, model: Any, tokenizer: Any, precision: str, device: torch.device, dist: Distributed
-) -> HFSampler | VLLMSampler:
+) -> _PolicySampler:
     """The sampler of ``config.rollout.backend``."""
     check_backend(config.rollout.backend)
     return SAMPLERS[config.rollout.backend](model, tokenizer, config, precision, device, dist)

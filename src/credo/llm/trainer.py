@@ -57,11 +57,16 @@ from credo.llm.models import (
     check_estimator_needs,
     enable_gradient_checkpointing,
     find_checkpoint,
+    keep_lora_base,
     load_policy,
+    load_policy_state,
+    lora_base,
     make_optimizer,
     make_reference,
     make_scheduler,
     pick_precision,
+    policy_state,
+    restart_lora,
     seed_everything,
     step_seed,
 )
@@ -240,14 +245,21 @@ class Trainer:
 
     def _build(self, checkpoint: tuple[Path, dict[str, Any], dict[str, Any]] | None) -> None:
         """Reference, critic, optimizer and schedule, the process group's wrappers, the sampler; then
-        the checkpoint's state, when resuming."""
+        the checkpoint's state, when resuming. With LoRA (``model.lora``), adapters trained by the
+        warm-up are merged into the base first, so that the reference is the warmed-up policy."""
         cfg = self.config
+        warmed_up = self.warm_up_due  # called by warm_up(), after the SFT steps
+        if warmed_up:
+            self.model = restart_lora(self.model, cfg.model.lora)
+        keep_lora_base(
+            self.model, cfg.output_dir, checkpoint is not None, self.dist.is_main, self.device, warmed_up
+        )
         if cfg.loss.kl_beta > 0:
             self.reference = make_reference(
                 self.model, cfg.output_dir, checkpoint is not None, self.dist.is_main, self.device
             )
         if "values" in self.spec.requires:
-            self.critic = make_critic(self.model, cfg.critic.mode, self.device)
+            self.critic = make_critic(lora_base(self.model), cfg.critic.mode, self.device)
         self.optimizer = make_optimizer(self.model, self.critic, cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         if cfg.gradient_checkpointing:
@@ -406,7 +418,7 @@ class Trainer:
         if not self.dist.is_main:
             return None
         objects: dict[str, Any] = {
-            "policy": self.unwrapped_model.state_dict(),
+            "policy": policy_state(self.unwrapped_model),  # with LoRA: the adapters
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
@@ -439,7 +451,7 @@ class Trainer:
 
     def _load(self, checkpoint: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
         _, objects, state = checkpoint
-        self.unwrapped_model.load_state_dict(objects["policy"])
+        load_policy_state(self.unwrapped_model, objects["policy"])
         if self.critic is not None:
             self.dist.unwrap(self.critic).load_state_dict(objects["critic"])
         fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]

@@ -1,0 +1,226 @@
+"""Where one training step's time goes: credo's trainer at the speed benchmark's anchor, phase by phase.
+
+Runs credo's trainer (the configuration of ``benchmarks/trainer_bench.py``: a Qwen2.5-0.5B-shaped model
+with a byte vocabulary, 8 prompts x 8 completions x 256 new tokens, bf16, GRPO with a k3 KL term) and
+times each phase of ``Trainer.step`` with a device synchronisation before and after it, by wrapping
+the collaborators the step calls (the step itself is unchanged):
+
+* ``rollout``: ``trainer.sampler.sample`` (decoding, log pi_old recorded while sampling);
+* ``reference``: the reference model's log-probs (``sequence_logprobs``);
+* ``rewards`` and ``credit``: ``compute_rewards`` and ``compute_credit``;
+* ``forward+loss``, ``backward``, ``clip+optimizer``: the update's micro-batches;
+* ``other``: the rest of the step (metrics, logging; host time between phases).
+
+The synchronisations add a little time of their own, so the phases sum to slightly more than an
+unprofiled step. With ``--kernels`` it also runs one step under ``torch.profiler`` and reports the
+share of the rollout's wall time the GPU spent in kernels (the rest is host overhead: Python, kernel
+launches, synchronisations) and the top kernels.
+
+    python benchmarks/trainer_profile.py --device cuda --backends hf,graph --kernels --out runs/profile
+
+writes ``profile.json``, ``profile.md`` and ``profile.png`` (a stacked bar per backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trainer_bench import (  # the benchmark scripts share one model and config
+    apply_device_defaults,
+    build_model_dir,
+    build_parser,
+    credo_config,
+    credo_reward,
+    prompts,
+    step_lower_bound,
+)
+
+PHASES = ("rollout", "reference", "rewards", "credit", "forward+loss", "backward", "clip+optimizer")
+
+
+class PhaseTimer:
+    """Wall time per phase, each call bracketed by device synchronisations."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.sync()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.sync()
+            self.seconds[phase] += time.perf_counter() - start
+            return out
+
+        return timed
+
+
+def instrument(trainer: Any, timer: PhaseTimer) -> None:
+    """Wrap the collaborators ``Trainer.step`` calls (module functions and the trainer's objects)."""
+    import credo.llm.trainer as trainer_module
+
+    for name, phase in (
+        ("sequence_logprobs", "reference"),
+        ("compute_rewards", "rewards"),
+        ("compute_credit", "credit"),
+        ("micro_batch_loss", "forward+loss"),
+    ):
+        setattr(trainer_module, name, timer.wrap(phase, getattr(trainer_module, name)))
+    trainer.sampler.sample = timer.wrap("rollout", trainer.sampler.sample)
+    trainer.dist.backward = timer.wrap("backward", trainer.dist.backward)
+    trainer.dist.clip_grad_norm = timer.wrap("clip+optimizer", trainer.dist.clip_grad_norm)
+    trainer.optimizer.step = timer.wrap("clip+optimizer", trainer.optimizer.step)
+
+
+def kernel_share(trainer: Any) -> dict[str, Any]:
+    """One rollout under ``torch.profiler``: the GPU's kernel time against the rollout's wall time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    texts = [f"Recommend movies for user {i}: " for i in range(trainer.config.rollout.prompts_per_step)]
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        trainer.sampler.sample(texts)
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    busy = sum(e.self_device_time_total for e in kernels) / 1e6
+    top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:8]
+    return {
+        "rollout_wall_s": wall,
+        "kernel_s": busy,
+        "gpu_busy_share": busy / wall,
+        "kernel_launches": sum(e.count for e in kernels),
+        "top_kernels": [
+            {"name": e.key[:80], "ms": e.self_device_time_total / 1e3, "calls": e.count} for e in top
+        ],
+    }
+
+
+def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    from credo.llm.trainer import Trainer
+
+    variant = {"hf": "credo_grpo", "graph": "credo_grpo_graph"}[backend]
+    config = credo_config(variant, args, model_dir)
+    trainer = Trainer(config, reward_functions=credo_reward, prompts=prompts(args.prompts * 10))
+    timer = PhaseTimer(args.device == "cuda")
+    for _ in range(args.warmup):
+        trainer.step()
+    instrument(trainer, timer)
+    step_times = []
+    for _ in range(args.steps):
+        timer.sync()
+        start = time.perf_counter()
+        trainer.step()
+        timer.sync()
+        step_times.append(time.perf_counter() - start)
+    per_step = {phase: timer.seconds[phase] / args.steps for phase in PHASES}
+    mean_step = sum(step_times) / len(step_times)
+    per_step["other"] = mean_step - sum(per_step.values())
+    out: dict[str, Any] = {"backend": backend, "step_s": mean_step, "phases_s": per_step}
+    if args.kernels and args.device == "cuda":
+        out["kernels"] = kernel_share(trainer)
+    return out
+
+
+def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> str:
+    names = [*PHASES, "other"]
+    lines = [
+        "| backend | step (s) | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 2) + "|",
+    ]
+    for r in results:
+        cells = [
+            f"{r['phases_s'][n] * 1e3:.0f} ms ({100 * r['phases_s'][n] / r['step_s']:.0f}%)" for n in names
+        ]
+        lines.append(f"| {r['backend']} | {r['step_s']:.3f} | " + " | ".join(cells) + " |")
+    for r in results:
+        if "kernels" in r:
+            k = r["kernels"]
+            lines.append(
+                f"\n{r['backend']} rollout under the profiler: {k['rollout_wall_s']:.3f} s wall, "
+                f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels: the GPU is busy "
+                f"{100 * k['gpu_busy_share']:.0f}% of the rollout"
+            )
+            lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
+    if bound:
+        lines.append(
+            f"\nlower bound per step {bound['step_s'] * 1e3:.1f} ms (decode {bound['decode_s'] * 1e3:.1f} ms, "
+            f"update {bound['update_s'] * 1e3:.1f} ms); "
+            + ", ".join(f"{r['backend']} {r['step_s'] / bound['step_s']:.1f}x" for r in results)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [*PHASES, "other"]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * len(results)))
+    for row, r in enumerate(results):
+        left = 0.0
+        for i, n in enumerate(names):
+            width = max(r["phases_s"][n], 0.0)
+            ax.barh(row, width, left=left, color=plt.cm.tab10(i), label=n if row == 0 else None)
+            left += width
+    ax.set_yticks(range(len(results)), [r["backend"] for r in results])
+    ax.set_xlabel("seconds per training step")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = build_parser()
+    parser.description = __doc__
+    parser.add_argument("--backends", default="hf,graph", help="comma-separated rollout backends")
+    parser.add_argument("--kernels", action="store_true", help="also profile one rollout's kernels")
+    args = parser.parse_args()
+    apply_device_defaults(args)
+    args.model = args.model or ("anchor" if args.device == "cuda" else "tiny")
+    out = Path(args.out or "runs/trainer_profile")
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(tempfile.mkdtemp(prefix="trainer_profile_")) / "model"
+    dtype = "bfloat16" if args.device == "cuda" else "float32"
+    params = build_model_dir(model_dir, args.model, dtype, args.full_length)
+    results = []
+    for backend in args.backends.split(","):
+        print(f"profiling rollout.backend={backend} ...", flush=True)
+        results.append(profile_backend(backend, args, model_dir))
+    bound = step_lower_bound(params, args) if args.device == "cuda" else None
+    text = markdown(results, bound)
+    print(text)
+    (out / "profile.md").write_text(
+        f"# One credo training step, phase by phase ({params / 1e6:.0f}M)\n\n{text}"
+    )
+    (out / "profile.json").write_text(
+        json.dumps({"params": params, "results": results, "bound": bound}, indent=1)
+    )
+    plot(results, out / "profile.png")
+    print(f"wrote {out}/profile.md, profile.json, profile.png")
+
+
+if __name__ == "__main__":
+    main()
