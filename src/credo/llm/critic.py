@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from credo.llm.rollout import RolloutBatch, full_inputs
+from credo.llm.rollout import RolloutBatch, full_inputs, pad_completion, trim_inputs
 
 
 class ValueModel(nn.Module):
@@ -58,23 +58,26 @@ def critic_values(
     precision: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> Tensor:
     """Values ``[B, L]`` (float32, 0 on padding) of the states before each completion token, in
-    micro-batches of ``micro_batch_size`` rows, each forward pass under ``precision()``. A shared
+    micro-batches of ``micro_batch_size`` rows, each without the columns that are padding in all its
+    rows (:func:`~credo.llm.rollout.trim_inputs`) and under ``precision()``. A shared
     head reads the last hidden states of ``policy``."""
-    P, L = batch.prompt_ids.shape[1], batch.completion_ids.shape[1]
+    L = batch.completion_ids.shape[1]
     parts = []
     for idx in torch.arange(batch.batch_size, device=batch.completion_ids.device).split(micro_batch_size):
-        input_ids, attention_mask, position_ids = full_inputs(
+        tensors, w = trim_inputs(
             batch.prompt_ids[idx],
             batch.prompt_mask[idx],
             batch.completion_ids[idx],
             batch.completion_mask[idx],
         )
+        input_ids, attention_mask, position_ids = full_inputs(*tensors)
+        P = tensors[0].shape[1]
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
         with precision():
             if critic.backbone is None:
                 out = policy(**inputs, logits_to_keep=1, use_cache=False, output_hidden_states=True)
-                values = critic(hidden=out.hidden_states[-1][:, P - 1 : P + L - 1])
+                values = critic(hidden=out.hidden_states[-1][:, P - 1 : P + w - 1])
             else:
-                values = critic(**inputs)[:, P - 1 : P + L - 1]
-        parts.append(values.float())
+                values = critic(**inputs)[:, P - 1 : P + w - 1]
+        parts.append(pad_completion(values.float(), L))
     return torch.cat(parts).masked_fill(~batch.completion_mask, 0.0)

@@ -9,6 +9,8 @@ mini-batch over all processes (the loss normaliser is global, see :func:`credo.l
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from typing import Any
 
 import torch
@@ -35,7 +37,23 @@ class Distributed:
         except ImportError:
             return cls(None)
         cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-        return cls(Accelerator(cpu=cpu))
+        dist = cls(Accelerator(cpu=cpu))
+        dist.check_fsdp_granted()
+        return dist
+
+    def check_fsdp_granted(self) -> None:
+        """Warn when FSDP was asked for (``accelerate launch`` with ``distributed_type: FSDP``) but
+        accelerate did not give it: on the CPU, accelerate runs plain DDP (gloo) instead, every
+        process holding the whole model."""
+        requested = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        if requested and self.accelerator is not None and self.world_size > 1:
+            kind = str(self.accelerator.distributed_type)
+            if not kind.endswith("FSDP"):
+                warnings.warn(
+                    f"FSDP was requested but accelerate runs {kind} (it shards only on GPUs): each "
+                    "process holds the whole model and its optimizer state",
+                    stacklevel=3,
+                )
 
     def device(self, requested: str) -> torch.device:
         """This process's device: the accelerator's, else ``requested`` (``"auto"``: CUDA if available)."""

@@ -34,7 +34,13 @@ from torch import Tensor
 from credo.credit import kl_estimate, masked_mean
 from credo.llm.config import TrainConfig
 from credo.llm.critic import ValueModel
-from credo.llm.rollout import RolloutBatch, entropy_from_logits, full_inputs, token_logprobs_from_logits
+from credo.llm.rollout import (
+    RolloutBatch,
+    entropy_from_logits,
+    full_inputs,
+    token_logprobs_from_logits,
+    trim_padding,
+)
 
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_sum", "seq_mean_token_mean")
 
@@ -169,12 +175,16 @@ def micro_batch_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The scalar loss of micro-batch ``mb`` (rows of a rollout) and detached statistics.
 
-    ``advantages``, ``returns``: ``[b, L]`` rows of the step's credit. Per token:
+    ``advantages``, ``returns``: ``[b, L]`` rows of the step's credit. The forward pass and every term
+    run on the columns that hold tokens of some row (:func:`~credo.llm.rollout.trim_padding`): the
+    dropped ones are masked out of the loss anyway, so loss and gradient are unchanged. Per token:
     ``policy term (pg or ppo_clip) + beta k(logp, ref) [kl_mode == "loss"] - c_H entropy``, aggregated
     with ``normalizer``; plus ``value_coef`` x the aggregated value loss when there is a critic.
     """
     lc = config.loss
     temperature = config.rollout.temperature
+    mb, (advantages, returns) = trim_padding(mb, advantages, returns)  # [b, w]: padding columns dropped
+    assert advantages is not None
     mask = mb.completion_mask
     shared = critic is not None and critic.backbone is None
     input_ids, attention_mask, position_ids = full_inputs(

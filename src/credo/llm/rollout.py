@@ -112,6 +112,80 @@ def full_inputs(
     return input_ids, attention_mask.long(), position_ids
 
 
+def padding_bounds(prompt_mask: Tensor, completion_mask: Tensor) -> tuple[int, int]:
+    """``(start, width)`` of the columns of a micro-batch that hold tokens: prompt columns before
+    ``start`` and completion columns from ``width`` on are padding in every row.
+
+    Args:
+        prompt_mask: ``[b, P]`` bool (left padding). completion_mask: ``[b, L]`` bool (right padding).
+
+    Returns:
+        ``start`` in ``[0, P - 1]`` (one prompt column is always kept: the logit at position
+        ``P - 1`` predicts completion token 0) and ``width`` in ``[min(1, L), L]``.
+    """
+    P, L = prompt_mask.shape[1], completion_mask.shape[1]
+    start = int(prompt_mask.bool().any(dim=0).long().argmax()) if prompt_mask.any() else P
+    used = completion_mask.bool().any(dim=0).nonzero()
+    width = int(used[-1]) + 1 if used.numel() else 0
+    return min(start, max(P - 1, 0)), max(width, min(1, L))
+
+
+def trim_inputs(
+    prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor, completion_mask: Tensor
+) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
+    """The four token tensors without the columns that are padding in every row (see
+    :func:`padding_bounds`), and the kept completion width ``w``.
+
+    Shapes ``[b, P]``, ``[b, P]``, ``[b, L]``, ``[b, L]`` -> ``[b, P']``, ``[b, P']``, ``[b, w]``,
+    ``[b, w]``. Dropped prompt columns are leading columns that are masked in every row, so
+    :func:`full_inputs` gives every kept token the same position id; dropped completion columns come
+    after every row's last token and, attention being causal, cannot change the earlier logits.
+    """
+    start, width = padding_bounds(prompt_mask, completion_mask)
+    trimmed = (
+        prompt_ids[:, start:],
+        prompt_mask[:, start:],
+        completion_ids[:, :width],
+        completion_mask[:, :width],
+    )
+    return trimmed, width
+
+
+def trim_padding(
+    batch: RolloutBatch, *row_tensors: Tensor | None
+) -> tuple[RolloutBatch, list[Tensor | None]]:
+    """``batch`` (a micro-batch) without the prompt and completion columns that are padding in every
+    row, and ``row_tensors`` (``[b, L]`` tensors on the completion axis, e.g. advantages and returns,
+    or None) cut to the same width ``[b, w]``.
+
+    The batch's ``logprobs``, ``ref_logprobs`` and ``values`` are cut too; texts and offsets are kept.
+    Ordering the rows by length before splitting into micro-batches makes ``w`` small.
+    """
+    (prompt_ids, prompt_mask, completion_ids, completion_mask), width = trim_inputs(
+        batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask
+    )
+
+    def cut(x: Tensor | None) -> Tensor | None:
+        return None if x is None else x[:, :width]
+
+    trimmed = replace(
+        batch,
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        logprobs=batch.logprobs[:, :width],
+        ref_logprobs=cut(batch.ref_logprobs),
+        values=cut(batch.values),
+    )
+    return trimmed, [cut(x) for x in row_tensors]
+
+
+def pad_completion(x: Tensor, length: int) -> Tensor:
+    """``x: [b, w]`` zero-padded on the right to ``[b, length]`` (undoes a trim's cut)."""
+    return torch.nn.functional.pad(x, (0, length - x.shape[1]))
+
+
 def token_logprobs_from_logits(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:
     """``log softmax(logits / temperature)[tokens]`` in float32. logits ``[B, L, V]``, tokens ``[B, L]``."""
     logits = logits.float()
@@ -160,20 +234,22 @@ def sequence_logprobs(
     (at ``temperature``): the one function that scores completions with a model that did not sample
     them (the trainer's frozen reference, the vLLM backend's ``log pi_old``, evaluation's KL).
 
-    ``micro_batch_size``: rows per forward pass (default all); ``precision``: a context for each
-    forward pass (e.g. bf16 autocast). No gradients are turned off here: wrap in ``torch.no_grad()``.
+    ``micro_batch_size``: rows per forward pass (default all), each run without the columns that are
+    padding in all its rows (:func:`trim_inputs`); ``precision``: a context for each forward pass
+    (e.g. bf16 autocast). No gradients are turned off here: wrap in ``torch.no_grad()``.
     """
-    B = completion_ids.shape[0]
+    B, L = completion_ids.shape
     chunks = [
         slice(start, start + (micro_batch_size or B)) for start in range(0, B, micro_batch_size or max(B, 1))
     ]
     parts = []
     for rows in chunks:
+        tensors, _ = trim_inputs(
+            prompt_ids[rows], prompt_mask[rows], completion_ids[rows], completion_mask[rows]
+        )
         with precision():
-            logits = completion_logits(
-                model, (prompt_ids[rows], prompt_mask[rows], completion_ids[rows], completion_mask[rows])
-            )
-        parts.append(token_logprobs_from_logits(logits, completion_ids[rows], temperature))
+            logits = completion_logits(model, tensors)
+        parts.append(pad_completion(token_logprobs_from_logits(logits, tensors[2], temperature), L))
     return torch.cat(parts).masked_fill(~completion_mask.bool(), 0.0)
 
 

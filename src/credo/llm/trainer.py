@@ -335,10 +335,13 @@ class Trainer:
         # 6. update: epochs x mini-batches optimizer steps, each accumulating its micro-batches'
         #    gradients; the normaliser is the mini-batch's (global over processes)
         stats = UpdateStats()
+        lengths = batch.completion_mask.sum(dim=1)
         for _ in range(lc.epochs):
             shuffle = lc.epochs > 1 or oc.mini_batches > 1
             order = torch.randperm(batch.batch_size) if shuffle else torch.arange(batch.batch_size)
-            for mini in order.to(self.device).chunk(oc.mini_batches):
+            for rows in order.to(self.device).chunk(oc.mini_batches):
+                # longest completions first: micro-batches of similar lengths trim more padding
+                mini = rows[lengths[rows].argsort(descending=True, stable=True)]
                 mask = batch.completion_mask[mini]
                 counts = self.dist.global_counts(mask)
                 normalizer = batch_normalizer(lc.aggregation, mask, self.dist.world_size, *counts)
