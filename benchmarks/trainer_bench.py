@@ -209,7 +209,7 @@ def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[s
     cuda = args.device == "cuda"
     config = credo_config(variant, args, model_dir)
     trainer = Trainer(config, reward_functions=credo_reward, prompts=prompts(args.prompts * 10))
-    times, lengths = [], []
+    times, lengths, phases = [], [], []
     for i in range(args.warmup + args.steps):
         if i == args.warmup and cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -219,13 +219,16 @@ def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[s
         sync(cuda)
         times.append(time.perf_counter() - start)
         lengths.append(metrics["completion/length"])
-        if i >= args.warmup:
-            print(
-                f"  {variant} step {i}: {times[-1]:.3f}s rollout {metrics['time/rollout_s']:.3f}s",
-                file=sys.stderr,
+        if i >= args.warmup:  # the trainer's own phase clock: rollout, score, update (host time)
+            phases.append(
+                {k[5:-2]: v for k, v in metrics.items() if k.startswith("time/") and k != "time/step_s"}
             )
     timed, timed_lengths = times[args.warmup :], lengths[args.warmup :]
-    return {"step_s": timed, "mean_completion_length": sum(timed_lengths) / len(timed_lengths)}
+    return {
+        "step_s": timed,
+        "mean_completion_length": sum(timed_lengths) / len(timed_lengths),
+        "phases_s": {k: sum(p[k] for p in phases) / len(phases) for k in phases[0]},
+    }
 
 
 def run_trl(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
@@ -469,6 +472,8 @@ def run_variant_round(
         f"mean length {r['mean_completion_length']}",
         flush=True,
     )
+    if "phases_s" in r:
+        print("    phases: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["phases_s"].items()), flush=True)
     best = results.get(variant)
     if best is None or r["median_step_s"] < best["median_step_s"]:
         results[variant] = r

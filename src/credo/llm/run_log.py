@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,24 @@ class UpdateStats:
         return result
 
 
+class PhaseClock:
+    """Wall time of a training step and of its phases: ``mark(name)`` closes the phase that began at
+    the previous mark (or at construction). Host time: GPU work queued in one phase may finish in the
+    next one, at its first synchronisation (the rollout's decoding, the update's gradient norm)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
 def step_metrics(
     step: int,
     batch: RolloutBatch,
@@ -66,11 +85,12 @@ def step_metrics(
     info: dict[str, Any],
     lr: float,
     kl_kind: str,
-    elapsed: float,
-    rollout_time: float,
+    clock: PhaseClock,
     world_size: int,
 ) -> dict[str, float]:
-    """The metrics of training step ``step`` (``all_rewards``: the rewards of every process)."""
+    """The metrics of training step ``step`` (``all_rewards``: the rewards of every process), with
+    ``time/step_s`` and ``time/<phase>_s`` for each phase ``clock`` marked."""
+    elapsed = clock.elapsed()
     mask = batch.completion_mask
     tokens = float(mask.sum())
     m: dict[str, float] = {
@@ -81,7 +101,7 @@ def step_metrics(
         "advantage/mean": float(masked_mean(advantages.float(), mask)),
         "lr": lr,
         "time/step_s": elapsed,
-        "time/rollout_s": rollout_time,
+        **{f"time/{name}_s": seconds for name, seconds in clock.phases.items()},
         "throughput/completion_tokens_per_s": tokens * world_size / max(elapsed, 1e-9),
     }
     for name, values in scored.per_function.items():

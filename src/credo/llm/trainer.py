@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +89,7 @@ from credo.llm.rollout import (
     RolloutBatch,
     sequence_logprobs,
 )
-from credo.llm.run_log import RunLog, UpdateStats, step_metrics
+from credo.llm.run_log import PhaseClock, RunLog, UpdateStats, step_metrics
 from credo.llm.sampler import check_backend, make_sampler
 from credo.llm.sft import sft_warmup
 from credo.llm.tiny import context_length
@@ -294,7 +293,7 @@ class Trainer:
         if self.warm_up_due:
             raise RuntimeError("the SFT warm-up is due: call trainer.warm_up() before step() (train() does)")
         cfg, lc, oc = self.config, self.config.loss, self.config.optim
-        start = time.perf_counter()
+        clock = PhaseClock()  # time/step_s and time/{rollout,score,update}_s in the metrics
         # 0. this step's random stream: a function of (seed, step, process), so a resumed run samples
         #    exactly what the uninterrupted one did, and processes draw different samples
         seed_everything(step_seed(cfg.seed, self.step_count, self.dist.rank))
@@ -303,7 +302,7 @@ class Trainer:
         prompts = self.prompts_for_step(self.step_count)
         batch = self.sampler.sample([prompt_text(p) for p in prompts])
         batch.meta = prompt_meta(prompts, cfg.rollout.group_size)  # dict prompts' fields, per completion
-        rollout_time = time.perf_counter() - start
+        clock.mark("rollout")
 
         # 2. reference log-probs (for the KL) and 3. critic values, without gradients
         with torch.no_grad():
@@ -331,6 +330,7 @@ class Trainer:
         )
         self.last_experience = Experience(batch, scored, credit)
         advantages, returns = credit.advantages.float(), credit.returns
+        clock.mark("score")  # reference, critic, rewards and credit
 
         # 6. update: epochs x mini-batches optimizer steps, each accumulating its micro-batches'
         #    gradients; the normaliser is the mini-batch's (global over processes)
@@ -361,9 +361,10 @@ class Trainer:
                 stats.add_optimizer_step(grad_norm)
         self.scheduler.step()
         self.step_count += 1
+        clock.mark("update")
 
         # 7. metrics, logs, samples, checkpoint
-        metrics = self._metrics(batch, scored, credit, stats.result(lc.value_coef), start, rollout_time)
+        metrics = self._metrics(batch, scored, credit, stats.result(lc.value_coef), clock)
         self.history.append(metrics)
         self.run_log.write(self.step_count, metrics, batch, scored)
         if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
@@ -372,12 +373,12 @@ class Trainer:
 
     def _metrics(
         self, batch: RolloutBatch, scored: RewardOutput, credit: CreditResult, update: dict[str, float],
-        start: float, rollout_time: float,
+        clock: PhaseClock,
     ) -> dict[str, float]:  # fmt: skip
-        lr, elapsed = float(self.scheduler.get_last_lr()[0]), time.perf_counter() - start
+        lr = float(self.scheduler.get_last_lr()[0])
         return step_metrics(
             self.step_count, batch, scored, self.dist.gather(scored.rewards), credit.advantages, update,
-            credit.info, lr, self.config.loss.kl_kind, elapsed, rollout_time, self.dist.world_size,
+            credit.info, lr, self.config.loss.kl_kind, clock, self.dist.world_size,
         )  # fmt: skip
 
     # -- the loop ------------------------------------------------------------------------------------
