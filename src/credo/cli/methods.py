@@ -15,12 +15,9 @@ Each prints a short table and writes a PNG (``--out``, default ``outputs/methods
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
@@ -34,6 +31,7 @@ from credo.methods.shaping import (
     shape_mdp,
     shaping_gridworld,
 )
+from credo.threads import one_thread
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -83,19 +81,8 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch on one thread for the block (tiny MLPs: one thread is the fastest), then as before."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _her(args: argparse.Namespace) -> Path:
-    with _one_thread():
+    with one_thread():
         return _her_runs(args)
 
 
@@ -129,7 +116,7 @@ def _coma(args: argparse.Namespace) -> Path:
         args.agents, args.lr = args.agents or 10, args.lr or 16.0
         return _coma_matrix(args)
     args.agents, args.lr = args.agents or 5, args.lr or 8.0
-    with _one_thread():
+    with one_thread():
         return _coma_relay(args)
 
 

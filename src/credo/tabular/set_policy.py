@@ -22,9 +22,8 @@ Games (the set utility v, for user u and picked items S):
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +39,7 @@ from credo.credit.gradient_quality import (
     reference_alignment,
     token_advantage_variance,
 )
+from credo.threads import one_thread
 
 __all__ = [
     "DEFAULT_TOPICS",
@@ -317,16 +317,6 @@ class EstimatorQuality:
         }
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def measure_gradient_quality(
     bed: SetPolicyBed,
     theta: Tensor,
@@ -359,7 +349,7 @@ def measure_gradient_quality(
     generator = torch.Generator().manual_seed(seed)
     results = {name: EstimatorQuality(name, dict(options)) for name, options in estimators.items()}
     pooled: dict[str, list[Tensor]] = {name: [] for name in estimators}
-    with _one_thread():
+    with one_thread():
         exact = bed.exact_gradient(theta)
         for _ in tqdm(range(repeats), desc="diagnose", unit="batch", disable=not progress):
             samples = bed.sample(theta, groups, group_size, generator)
