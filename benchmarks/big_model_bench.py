@@ -33,37 +33,29 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer_bench import byte_tokenizer, credo_reward, prompts, run_trl  # the anchor's pieces
+from trainer_bench import byte_tokenizer, credo_reward, prompts, qwen2_config, run_trl  # the anchor's pieces
 
-# Qwen2 / Qwen2.5 shapes (hidden, intermediate, layers, attention heads, key-value heads)
-SHAPES: dict[str, tuple[int, int, int, int, int]] = {
-    "0.5B": (896, 4864, 24, 14, 2),
-    "1.5B": (1536, 8960, 28, 12, 2),
-    "3B": (2048, 11008, 36, 16, 2),
-    "7B": (3584, 18944, 28, 28, 4),
-    "10B": (4096, 14336, 44, 32, 8),
-    "14B": (5120, 13824, 48, 40, 8),
-    "32B": (5120, 27648, 64, 40, 8),
+
+def _shape(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int) -> dict[str, int]:
+    return {
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+    }
+
+
+# Qwen2 / Qwen2.5 shapes (trainer_bench.qwen2_config builds them over the byte vocabulary)
+SHAPES: dict[str, dict[str, int]] = {
+    "0.5B": _shape(896, 4864, 24, 14, 2),  # trainer_bench.py's anchor
+    "1.5B": _shape(1536, 8960, 28, 12, 2),
+    "3B": _shape(2048, 11008, 36, 16, 2),
+    "7B": _shape(3584, 18944, 28, 28, 4),
+    "10B": _shape(4096, 14336, 44, 32, 8),
+    "14B": _shape(5120, 13824, 48, 40, 8),
+    "32B": _shape(5120, 27648, 64, 40, 8),
 }
-
-
-def qwen2_config(shape: str, vocab_size: int, tok: Any) -> Any:
-    from transformers import Qwen2Config
-
-    hidden, inter, layers, heads, kv = SHAPES[shape]
-    return Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=0,
-    )
 
 
 def build_on_gpu(shape: str) -> tuple[Any, Any]:
@@ -74,7 +66,7 @@ def build_on_gpu(shape: str) -> tuple[Any, Any]:
     tok = byte_tokenizer()
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(qwen2_config(shape, len(tok), tok), dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(qwen2_config(SHAPES[shape], tok), dtype=torch.bfloat16)
     return model, tok
 
 

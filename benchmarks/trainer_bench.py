@@ -115,23 +115,31 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-def build_model_dir(path: Path, size: str, dtype_name: str, unreachable_eos: bool = False) -> int:
-    """Save the benchmark model and tokenizer to ``path``; returns the parameter count."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
+def qwen2_config(shape: dict[str, int], tok: Any, unreachable_eos: bool = False) -> Any:
+    """A Qwen2 config of ``shape`` (hidden, intermediate, layers, heads, key-value heads) over the byte
+    tokenizer ``tok`` (without its EOS when ``unreachable_eos``: the model cannot sample it)."""
+    from transformers import Qwen2Config
 
-    from credo.llm.tiny import save_tokenizer
-
-    tok = byte_tokenizer(unreachable_eos)
-    cfg = Qwen2Config(
+    return Qwen2Config(
         vocab_size=len(tok) - 1 if unreachable_eos else len(tok),
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         bos_token_id=1,
         eos_token_id=tok.eos_token_id,
         pad_token_id=0,
-        **MODEL_SIZES[size],
+        **shape,
     )
+
+
+def build_model_dir(path: Path, size: str, dtype_name: str, unreachable_eos: bool = False) -> int:
+    """Save the benchmark model and tokenizer to ``path``; returns the parameter count."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from credo.llm.tiny import save_tokenizer
+
+    tok = byte_tokenizer(unreachable_eos)
+    cfg = qwen2_config(MODEL_SIZES[size], tok, unreachable_eos)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype_name))
     model.save_pretrained(path)
