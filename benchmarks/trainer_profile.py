@@ -95,7 +95,7 @@ def kernel_share(trainer: Any) -> dict[str, Any]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    texts = [f"Recommend movies for user {i}: " for i in range(trainer.config.rollout.prompts_per_step)]
+    texts = prompts(trainer.config.rollout.prompts_per_step)
     torch.cuda.synchronize()
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
