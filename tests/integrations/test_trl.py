@@ -19,31 +19,10 @@ datasets = pytest.importorskip("datasets")
 from trl import GRPOConfig  # noqa: E402
 
 from credo.credit.registry import CreditBatch, compute_credit  # noqa: E402
-from credo.credit.reward_types import CandidateScores, candidate_reward  # noqa: E402
 from credo.integrations.trl import CredoGRPOTrainer, stack_candidate_rows  # noqa: E402
 from credo.llm.tiny import build_char_tokenizer, build_tiny_model, tiny_model_config  # noqa: E402
 
-G = 4
-SPANS = [(0, 2), (2, 4), (4, 6)]  # three candidates: the completion's characters 0-1, 2-3, 4-5
-
-
-def chunk_score(text: str) -> float:
-    return sum(ord(ch) % 5 for ch in text) / (4.0 * max(len(text), 1))
-
-
-@candidate_reward
-def chunk_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[CandidateScores]:
-    """Candidates: fixed 2-character chunks; a chunk scores by its characters; the set reward is the max."""
-    out = []
-    for text in completions:
-        spans = [(a, b) if b <= len(text) else None for a, b in SPANS]
-        scores = [chunk_score(text[a:b]) if (a, b) == span else 0.0 for (a, b), span in zip(SPANS, spans)]
-        out.append(CandidateScores(scores=scores, spans=spans, set_reward=max(scores)))
-    return out
-
-
-def length_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[float]:
-    return [len(c) / 8.0 for c in completions]
+from .trl_rewards import SPANS, G, chunk_reward, length_reward  # noqa: E402
 
 
 def expected_credit(

@@ -21,35 +21,14 @@ torch.set_num_threads(1)
 
 import datasets  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
+from trl_rewards import G, chunk_reward, length_reward  # noqa: E402  (beside this script)
 
-from credo.credit.reward_types import CandidateScores, candidate_reward  # noqa: E402
 from credo.integrations.trl import CredoGRPOTrainer  # noqa: E402
 from credo.llm.tiny import build_char_tokenizer, build_tiny_model, tiny_model_config  # noqa: E402
 
-G = 4
 GLOBAL_BATCH = 12  # three groups of four; with two processes, rows 4-5 and 6-7 of group 1 are split
-SPANS = [(0, 2), (2, 4), (4, 6)]
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MAX_COMPLETION = 8
-
-
-def chunk_score(text: str) -> float:
-    return sum(ord(ch) % 5 for ch in text) / (4.0 * max(len(text), 1))
-
-
-@candidate_reward
-def chunk_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[CandidateScores]:
-    """Candidates: fixed 2-character chunks, scored by their characters; the set reward is the max."""
-    out = []
-    for text in completions:
-        spans = [(a, b) if b <= len(text) else None for a, b in SPANS]
-        scores = [chunk_score(text[a:b]) if (a, b) == span else 0.0 for (a, b), span in zip(SPANS, spans)]
-        out.append(CandidateScores(scores=scores, spans=spans, set_reward=max(scores)))
-    return out
-
-
-def length_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[float]:
-    return [len(c) / 8.0 for c in completions]
 
 
 def layout_free_generate(tokenizer: Any, process_index: int) -> Any:
