@@ -20,7 +20,7 @@ import credo.llm.critic as critic_module
 import credo.llm.losses as losses_module
 import credo.llm.rollout as rollout_module
 import credo.llm.trainer as trainer_module
-from credo.llm.config import TrainConfig, config_from_dict
+from credo.llm.config import config_from_dict
 from credo.llm.critic import ValueModel, critic_values
 from credo.llm.losses import batch_normalizer, micro_batch_loss
 from credo.llm.rollout import (
@@ -35,6 +35,8 @@ from credo.llm.rollout import (
     trim_padding,
 )
 from credo.llm.trainer import Trainer
+
+from .test_losses import _loss_config  # the same loss settings as the micro-batching test
 
 ATOL, RTOL = 1e-5, 1e-5
 L = 8
@@ -68,24 +70,6 @@ def _no_trim(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(losses_module, "trim_padding", lambda mb, *xs: (mb, list(xs)))
     for module in (rollout_module, critic_module):
         monkeypatch.setattr(module, "trim_inputs", lambda *tensors: (tensors, tensors[2].shape[1]))
-
-
-def _config(mode: str, policy_loss: str) -> TrainConfig:
-    return config_from_dict(
-        {
-            "loss": {
-                "aggregation": mode,
-                "policy_loss": policy_loss,
-                "kl_beta": 0.1,
-                "kl_mode": "loss",
-                "kl_kind": "k3",
-                "entropy_coef": 0.01,
-                "value_coef": 0.5,
-                "value_clip": 0.3,
-            },
-            "rollout": {"temperature": 0.9},
-        }
-    )
 
 
 # ---- the trim itself ---------------------------------------------------------------------------------
@@ -179,7 +163,7 @@ def test_loss_and_gradients_match_untrimmed(
     advantages, returns = torch.randn(6, L, generator=g), torch.randn(6, L, generator=g)
     critic = ValueModel(32, copy.deepcopy(tiny_model.base_model) if critic_mode == "separate" else None)
     torch.nn.init.normal_(critic.head.weight, std=0.1)
-    config = _config(mode, policy_loss)
+    config = _loss_config(mode, policy_loss)
     normalizer = batch_normalizer(mode, batch.completion_mask)
     params = [*tiny_model.parameters(), *critic.parameters()]
 
@@ -215,7 +199,7 @@ def test_untrimmable_micro_batch_loss_is_bit_identical(
 ) -> None:
     batch = _batch(tokenizer, [9, 2, 1, 1, 3, 4]).rows(torch.tensor([0, 2]))
     advantages = torch.randn(2, L, generator=torch.Generator().manual_seed(3))
-    config = _config("token_mean", "ppo_clip")
+    config = _loss_config("token_mean", "ppo_clip")
     normalizer = batch_normalizer("token_mean", batch.completion_mask)
 
     def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
