@@ -124,9 +124,13 @@ def padding_bounds(prompt_mask: Tensor, completion_mask: Tensor) -> tuple[int, i
         ``P - 1`` predicts completion token 0) and ``width`` in ``[min(1, L), L]``.
     """
     P, L = prompt_mask.shape[1], completion_mask.shape[1]
-    start = int(prompt_mask.bool().any(dim=0).long().argmax()) if prompt_mask.any() else P
-    used = completion_mask.bool().any(dim=0).nonzero()
-    width = int(used[-1]) + 1 if used.numel() else 0
+    device = completion_mask.device
+    # first prompt column holding a token (P if none), one past the last completion column holding
+    # one (0 if none); both read back in one transfer (one host sync per micro-batch)
+    first = torch.where(prompt_mask.bool().any(dim=0), torch.arange(P, device=device), P)
+    end = torch.where(completion_mask.bool().any(dim=0), torch.arange(1, L + 1, device=device), 0)
+    zero = torch.zeros((), dtype=torch.long, device=device)
+    start, width = torch.stack([first.min() if P else zero + P, end.max() if L else zero]).tolist()
     return min(start, max(P - 1, 0)), max(width, min(1, L))
 
 
