@@ -48,6 +48,7 @@ from torch import Tensor
 
 from credo.llm.rollout import (
     RolloutBatch,
+    check_sampling,
     completion_mask_from_ids,
     encode_prompts,
     eos_token_ids,
@@ -375,10 +376,7 @@ def sample_completions_graph(
         A RolloutBatch with ``completion_ids`` ``[B, L]``, L the longest completion (at most
         ``max_new_tokens``), padded after EOS, and no reference log-probs or values.
     """
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_sampling(group_size, temperature)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     device = next(model.parameters()).device

@@ -337,6 +337,14 @@ def encode_prompts(
     return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
 
 
+def check_sampling(group_size: int, temperature: float) -> None:
+    """A ValueError naming the argument when a sampler's ``group_size`` or ``temperature`` is invalid."""
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
 @torch.no_grad()
 def sample_completions(
     model: Any,
@@ -358,10 +366,7 @@ def sample_completions(
     """
     from transformers import GenerationConfig, LogitsProcessorList
 
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_sampling(group_size, temperature)
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, pad_to_multiple_of)
     prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
