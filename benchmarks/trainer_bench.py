@@ -10,6 +10,8 @@ Measures completion tokens per second (from the median step time) and peak memor
   (static KV cache, compiled, on CUDA);
 * ``credo_grpo_graph`` / ``credo_rloo_graph``: the same with ``rollout.backend: graph``, credo's own
   decode loop (static KV cache, one CUDA graph replayed per token, no host sync inside the loop);
+* ``credo_grpo_compiled``: ``credo_grpo_graph`` with ``rollout.compile_decode: true`` (the decode
+  step's forward through ``torch.compile`` before capture: fused kernels);
 * ``credo_ppo``: PPO with a critic (GAE, separate value model, clipped surrogate, KL in the reward),
   same model and batch, to test seed 003's claim that RLOO/GRPO need much less memory and time
   than PPO with a critic.
@@ -49,6 +51,7 @@ VARIANTS = (
     "trl_grpo",
     "credo_grpo",
     "credo_grpo_graph",
+    "credo_grpo_compiled",
     "trl_rloo",
     "credo_rloo",
     "credo_rloo_graph",
@@ -59,6 +62,7 @@ VARIANTS = (
 CREDO_VARIANTS = {
     "credo_grpo": ("grpo", "hf"),
     "credo_grpo_graph": ("grpo", "graph"),
+    "credo_grpo_compiled": ("grpo", "graph+compile"),
     "credo_rloo": ("rloo", "hf"),
     "credo_rloo_graph": ("rloo", "graph"),
     "credo_ppo": ("gae", "hf"),
@@ -173,6 +177,7 @@ def credo_config(variant: str, args: argparse.Namespace, model_dir: Path) -> Any
 
     cuda = args.device == "cuda"
     estimator, backend = CREDO_VARIANTS[variant]
+    backend, _, compile_decode = backend.partition("+")
     loss: dict[str, Any] = {"aggregation": "token_mean", "kl_beta": args.beta}
     if estimator == "grpo":
         loss.update(kl_mode="loss", kl_kind="k3")
@@ -190,6 +195,7 @@ def credo_config(variant: str, args: argparse.Namespace, model_dir: Path) -> Any
                 "prompts_per_step": args.prompts,
                 "max_new_tokens": args.new_tokens,
                 "static_cache": backend == "hf" and cuda and not args.no_compile,
+                "compile_decode": bool(compile_decode) and not args.no_compile,
                 "pad_to_multiple_of": 16 if cuda else None,
             },
             "credit": {
@@ -499,6 +505,8 @@ def report_ratios(results: dict[str, Any]) -> None:
         ("credo_grpo", "trl_grpo"),
         ("credo_grpo_graph", "trl_grpo"),
         ("credo_grpo_graph", "credo_grpo"),
+        ("credo_grpo_compiled", "trl_grpo"),
+        ("credo_grpo_compiled", "credo_grpo_graph"),
         ("credo_rloo", "trl_rloo"),
         ("credo_rloo_graph", "trl_rloo"),
         ("credo_rloo_graph", "credo_rloo"),

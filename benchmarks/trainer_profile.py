@@ -116,16 +116,50 @@ def kernel_share(trainer: Any) -> dict[str, Any]:
     }
 
 
+def step_kernels(trainer: Any) -> dict[str, Any]:
+    """One whole training step under ``torch.profiler``: the top kernels by GPU time and the top
+    operators by host time (where a step that is not GPU-bound spends its time)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        trainer.step()
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type.name == "CUDA"]
+    ops = [e for e in events if e.device_type.name == "CPU"]
+    top_k = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:12]
+    top_ops = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
+    return {
+        "step_wall_s": wall,
+        "kernel_s": sum(e.self_device_time_total for e in kernels) / 1e6,
+        "kernel_launches": sum(e.count for e in kernels),
+        "top_kernels": [
+            {"name": e.key[:80], "ms": e.self_device_time_total / 1e3, "calls": e.count} for e in top_k
+        ],
+        "top_host_ops": [
+            {"name": e.key[:80], "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top_ops
+        ],
+    }
+
+
 def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     from credo.llm.trainer import Trainer
 
-    variant = {"hf": "credo_grpo", "graph": "credo_grpo_graph"}[backend]
+    variant = {"hf": "credo_grpo", "graph": "credo_grpo_graph", "compiled": "credo_grpo_compiled"}[backend]
     config = credo_config(variant, args, model_dir)
     trainer = Trainer(config, reward_functions=credo_reward, prompts=prompts(args.prompts * 10))
     timer = PhaseTimer(args.device == "cuda")
     for _ in range(args.warmup):
         trainer.step()
     instrument(trainer, timer)
+    if args.device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     step_times = []
     for _ in range(args.steps):
         timer.sync()
@@ -137,22 +171,27 @@ def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> 
     mean_step = sum(step_times) / len(step_times)
     per_step["other"] = mean_step - sum(per_step.values())
     out: dict[str, Any] = {"backend": backend, "step_s": mean_step, "phases_s": per_step}
+    if args.device == "cuda":
+        out["peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
     if args.kernels and args.device == "cuda":
         out["kernels"] = kernel_share(trainer)
+    if args.profile_step and args.device == "cuda":
+        out["step_kernels"] = step_kernels(trainer)
     return out
 
 
 def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> str:
     names = [*PHASES, "other"]
     lines = [
-        "| backend | step (s) | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 2) + "|",
+        "| backend | step (s) | peak | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 3) + "|",
     ]
     for r in results:
         cells = [
             f"{r['phases_s'][n] * 1e3:.0f} ms ({100 * r['phases_s'][n] / r['step_s']:.0f}%)" for n in names
         ]
-        lines.append(f"| {r['backend']} | {r['step_s']:.3f} | " + " | ".join(cells) + " |")
+        peak = f"{r['peak_GiB']:.2f} GiB" if "peak_GiB" in r else "-"
+        lines.append(f"| {r['backend']} | {r['step_s']:.3f} | {peak} | " + " | ".join(cells) + " |")
     for r in results:
         if "kernels" in r:
             k = r["kernels"]
@@ -162,6 +201,15 @@ def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> s
                 f"{100 * k['gpu_busy_share']:.0f}% of the rollout"
             )
             lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
+        if "step_kernels" in r:
+            k = r["step_kernels"]
+            lines.append(
+                f"\n{r['backend']} whole step under the profiler: {k['step_wall_s']:.3f} s wall, "
+                f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels; top kernels:"
+            )
+            lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
+            lines.append("top host operators (self time):")
+            lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_host_ops"]]
     if bound:
         lines.append(
             f"\nlower bound per step {bound['step_s'] * 1e3:.1f} ms (decode {bound['decode_s'] * 1e3:.1f} ms, "
@@ -197,6 +245,9 @@ def main() -> None:
     parser.description = __doc__
     parser.add_argument("--backends", default="hf,graph", help="comma-separated rollout backends")
     parser.add_argument("--kernels", action="store_true", help="also profile one rollout's kernels")
+    parser.add_argument(
+        "--profile-step", action="store_true", help="also profile one whole step (kernels and host operators)"
+    )
     args = parser.parse_args()
     apply_device_defaults(args)
     args.model = args.model or ("anchor" if args.device == "cuda" else "tiny")

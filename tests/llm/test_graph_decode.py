@@ -10,19 +10,20 @@ import pytest
 import torch
 
 from credo.llm import toy
-from credo.llm.config import config_from_dict
-from credo.llm.graph_decode import GraphDecoder, sample_completions_graph
+from credo.llm.config import config_from_dict, validate_config
+from credo.llm.graph_decode import GraphDecoder, grouped_decode_attention, sample_completions_graph
 from credo.llm.rollout import completion_logits, completion_mask_from_ids, sequence_logprobs
 from credo.llm.tiny import build_char_tokenizer, build_tiny_model, tiny_model_config
 
 
-def _small_vocab(arch: str = "qwen2", attention: str = "sdpa") -> tuple[Any, Any]:
+def _small_vocab(
+    arch: str = "qwen2", attention: str = "sdpa", kv_heads: int | None = None
+) -> tuple[Any, Any]:
     """A 6-token vocabulary (pad, bos, EOS, unk, a, b): EOS has probability ~1/6 per token, so rows end
-    at many different lengths, some early."""
+    at many different lengths, some early. ``kv_heads``: grouped-query attention (qwen2)."""
     tokenizer = build_char_tokenizer("ab")
-    model = build_tiny_model(
-        tiny_model_config(len(tokenizer), arch=arch, hidden_size=32, num_heads=2), seed=0
-    )
+    config = tiny_model_config(len(tokenizer), arch=arch, hidden_size=32, num_heads=4, num_kv_heads=kv_heads)
+    model = build_tiny_model(config, seed=0)
     model.set_attn_implementation(attention)
     return model, tokenizer
 
@@ -30,12 +31,21 @@ def _small_vocab(arch: str = "qwen2", attention: str = "sdpa") -> tuple[Any, Any
 PROMPTS = ["a", "abbab", "ba"]  # different lengths: left padding
 
 
-@pytest.mark.parametrize(("arch", "attention"), [("qwen2", "sdpa"), ("gpt2", "sdpa"), ("qwen2", "eager")])
+@pytest.mark.parametrize(
+    ("arch", "attention", "kv_heads"),
+    [
+        ("qwen2", "sdpa", None),
+        ("qwen2", "sdpa", 2),
+        ("qwen2", "sdpa", 1),
+        ("gpt2", "sdpa", None),
+        ("qwen2", "eager", 2),
+    ],
+)
 @pytest.mark.parametrize(("temperature", "top_k"), [(1.3, None), (0.7, 3)])
 def test_recorded_logprobs_equal_teacher_forced_ones(
-    arch: str, attention: str, temperature: float, top_k: int | None
+    arch: str, attention: str, kv_heads: int | None, temperature: float, top_k: int | None
 ) -> None:
-    model, tokenizer = _small_vocab(arch, attention)
+    model, tokenizer = _small_vocab(arch, attention, kv_heads)
     torch.manual_seed(0)
     batch = sample_completions_graph(
         model, tokenizer, PROMPTS, group_size=4, max_new_tokens=16, temperature=temperature, top_k=top_k
@@ -149,6 +159,62 @@ def test_trainer_runs_with_the_graph_backend(precision: str) -> None:
     history = trainer.train()
     assert isinstance(trainer.sampler, GraphSampler)
     assert len(history) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in history)
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "q_len"), [(4, 4, 1), (8, 2, 1), (6, 1, 1), (8, 2, 3)])
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
+def test_grouped_decode_attention_equals_eager_attention_with_repeated_heads(
+    heads: int, kv_heads: int, q_len: int, mask_kind: str
+) -> None:
+    """The grouped form against transformers' eager attention (``repeat_kv``, then one score matrix per
+    query head), on random tensors with rows of different visible lengths."""
+    from transformers.models.qwen2.modeling_qwen2 import eager_attention_forward
+
+    gen = torch.Generator().manual_seed(heads * 10 + kv_heads)
+    batch, slots, dim = 3, 7, 8
+    query = torch.randn(batch, heads, q_len, dim, generator=gen)
+    key, value = (torch.randn(batch, kv_heads, slots, dim, generator=gen) for _ in range(2))
+    visible = torch.arange(slots)[None, :] < torch.tensor([3, 5, 7])[:, None]  # [B, C]
+    visible[1, 0] = False  # a masked slot in the middle of the sequence (left padding)
+    allowed = visible[:, None, None, :].expand(batch, 1, q_len, slots)
+    additive = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.training = heads // kv_heads, False
+    expected, _ = eager_attention_forward(
+        module, query, key, value, None if mask_kind == "none" else additive, scaling=0.3
+    )
+    mask = {"bool": allowed, "additive": additive, "none": None}[mask_kind]
+    got, weights = grouped_decode_attention(module, query, key, value, mask, scaling=0.3)
+    assert weights is None and got.shape == (batch, q_len, heads, dim)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_compiled_decode_step_records_the_teacher_forced_logprobs() -> None:
+    """``GraphDecoder(compile=True)``: the step's forward through ``torch.compile`` (inductor on the
+    CPU here) samples rows whose recorded log-probs are the teacher-forced ones."""
+    model, tokenizer = _small_vocab("qwen2", "sdpa", kv_heads=2)
+    decoder = GraphDecoder(compile=True)
+    torch.manual_seed(0)
+    for _ in range(2):  # the second call reuses the compiled forward
+        batch = sample_completions_graph(
+            model, tokenizer, PROMPTS, group_size=2, max_new_tokens=8, temperature=1.1, decoder=decoder
+        )
+        with torch.no_grad():
+            recomputed = sequence_logprobs(
+                model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, 1.1
+            )
+        torch.testing.assert_close(recomputed, batch.logprobs, atol=1e-5, rtol=1e-5)
+    assert len(decoder.forwards) == 1
+    assert model.config._attn_implementation == "sdpa"  # the decode attention is switched back
+
+
+def test_compile_decode_needs_the_graph_backend() -> None:
+    config = config_from_dict({"rollout": {"backend": "graph", "compile_decode": True}})
+    validate_config(config)
+    with pytest.raises(ValueError, match=r"rollout\.compile_decode.*'hf'") as error:
+        validate_config(config_from_dict({"rollout": {"backend": "hf", "compile_decode": True}}))
+    assert "\n" not in str(error.value)
 
 
 def test_config_accepts_the_graph_backend_and_rejects_unknown_ones() -> None:

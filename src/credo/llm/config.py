@@ -130,7 +130,9 @@ class RolloutConfig:
     ``backend``: ``"hf"`` (transformers ``generate``), ``"vllm"`` (if installed) or ``"graph"``
     (credo's own decode loop, :mod:`credo.llm.graph_decode`: static KV cache, no host sync per token,
     the decode step replayed as one CUDA graph on CUDA, eager elsewhere). ``static_cache``: static KV
-    cache, which transformers compiles (CUDA graphs) on CUDA (``hf`` only)."""
+    cache, which transformers compiles (CUDA graphs) on CUDA (``hf`` only). ``compile_decode``: the
+    graph backend's decode step runs the model through ``torch.compile`` before it is captured
+    (fewer, fused kernels per token; a one-off compile at the first rollout; ``graph`` only)."""
 
     group_size: int = 8
     prompts_per_step: int = 4
@@ -139,6 +141,7 @@ class RolloutConfig:
     top_k: int | None = None
     backend: Literal["hf", "vllm", "graph"] = "hf"
     static_cache: bool = False
+    compile_decode: bool = False
     pad_to_multiple_of: int | None = None
 
 
@@ -439,6 +442,16 @@ def validate_config(config: TrainConfig) -> None:
         )
     _positive("task.num_prompts", config.task.num_prompts)
     check_lora(config.model.lora)
+    _check_backend_options(config)
+
+
+def _check_backend_options(config: TrainConfig) -> None:
+    """Options that only some rollout backends take."""
+    if config.rollout.compile_decode and config.rollout.backend != "graph":
+        raise ValueError(
+            "config key 'rollout.compile_decode': needs rollout.backend='graph', "
+            f"got {config.rollout.backend!r}"
+        )
     if config.model.lora is not None and config.rollout.backend == "vllm":
         raise ValueError(
             "config key 'model.lora': LoRA runs sample with rollout.backend='hf' (vllm is not supported)"

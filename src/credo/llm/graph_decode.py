@@ -114,11 +114,25 @@ class GraphDecoder:
 
     Keep one per policy (a sampler does) so a training run captures its decode step once. At most
     ``max_states`` shapes are kept (the oldest is dropped). ``captures`` counts graph captures.
+    ``compile``: the decode step runs the model through ``torch.compile`` (prefill stays eager).
     """
 
     max_states: int = 4
+    compile: bool = False
     states: dict[tuple[Any, ...], _DecodeState] = field(default_factory=dict)
     captures: int = 0
+    forwards: dict[int, Callable[..., Any]] = field(default_factory=dict)
+
+    def forward_of(self, model: Any) -> Callable[..., Any]:
+        """The forward a decode step calls: ``model`` itself, or with ``compile`` its
+        ``torch.compile`` (built once per model; inductor fuses the norms, rotary embeddings and
+        activations, so the captured step launches fewer, larger kernels). Parameters are inputs of
+        the compiled graph, so in-place optimizer updates are read on every call."""
+        if not self.compile:
+            return model
+        if id(model) not in self.forwards:
+            self.forwards[id(model)] = torch.compile(model, dynamic=False)
+        return self.forwards[id(model)]
 
     def state(self, key: tuple[Any, ...], build: Callable[[], _DecodeState]) -> _DecodeState:
         """The state of ``key``, built (and the oldest evicted past ``max_states``) if absent."""
@@ -186,9 +200,12 @@ def _sample_into(state: _DecodeState, logits: Tensor, sampling: _Sampling) -> No
     state.step.add_(1)
 
 
-def _decode_step(model: Any, state: _DecodeState, sampling: _Sampling, keyword: str, impl: str) -> None:
-    """One token: forward ``state.tokens`` through the cache, then :func:`_sample_into`."""
-    out = model(
+def _decode_step(
+    model: Any, forward: Callable[..., Any], state: _DecodeState, sampling: _Sampling, keyword: str, impl: str
+) -> None:
+    """One token: forward ``state.tokens`` through the cache (with ``forward``: the model or its
+    compiled form), then :func:`_sample_into`."""
+    out = forward(
         input_ids=state.tokens,
         attention_mask=_attention_input(state.mask, impl, model.get_input_embeddings().weight.dtype),
         position_ids=state.positions,
@@ -196,6 +213,82 @@ def _decode_step(model: Any, state: _DecodeState, sampling: _Sampling, keyword: 
         **{keyword: state.cache},
     )
     _sample_into(state, out.logits[:, -1], sampling)
+
+
+DECODE_ATTENTION = "credo_grouped_decode"
+
+
+def grouped_decode_attention(
+    module: Any,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[Tensor, None]:
+    """Attention of a decode step against the whole static cache, grouped-query without copying it.
+
+    ``softmax(q k^T * scaling + mask) v`` per head, with the numerics of transformers' eager attention
+    (scores in the model's dtype, softmax in float32, weights cast back), but each group of
+    ``G = H / H_kv`` query heads is batched against its one key/value head (query head ``h`` reads
+    key/value head ``h // G``, as ``repeat_kv`` arranges it) instead of repeating the cache ``G``
+    times, and no fused attention kernel is asked for: at one query per row the step reads the cache
+    once in two batched matmuls. (transformers' sdpa path repeats the cache, two copies of it per layer
+    and token, then calls a flash kernel built for long queries: most of the graph loop's time.)
+
+    Registered with transformers' ``AttentionInterface`` as ``"credo_grouped_decode"``; the decode
+    loop selects it only for its steps (:func:`_decode_attention`), so prefill and training keep the
+    model's own attention.
+
+    Args:
+        query: ``[B, H, Q, D]``; key, value: ``[B, H_kv, C, D]`` (the cache's C slots).
+        attention_mask: ``[B, 1, Q, C]``, bool (True: attend) or additive float; None: attend to all.
+        scaling: the score scale (default ``D ** -0.5``).
+
+    Returns:
+        ``([B, Q, H, D], None)``, the layout transformers' attention functions return.
+    """
+    if kwargs.get("softcap") is not None:
+        raise ValueError("credo's decode attention does not support softcapping (softcap)")
+    batch, heads, q_len, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    scale = dim**-0.5 if scaling is None else scaling
+    q = query.reshape(batch, kv_heads, groups * q_len, dim)  # rows (g, q) of key/value head k
+    scores = torch.matmul(q, key.transpose(2, 3)) * scale  # [B, H_kv, G Q, C]
+    if attention_mask is not None:
+        mask = (
+            attention_mask[:, :, None]
+            .expand(-1, -1, groups, -1, -1)
+            .reshape(batch, -1, groups * q_len, key.shape[2])
+        )
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(weights, value)  # [B, H_kv, G Q, D]
+    return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous(), None
+
+
+@functools.cache
+def _register_decode_attention() -> None:
+    """Add :func:`grouped_decode_attention` to transformers' attention functions (once)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(DECODE_ATTENTION, grouped_decode_attention)
+
+
+@contextlib.contextmanager
+def _decode_attention(model: Any) -> Any:
+    """Within: ``model`` attends with :func:`grouped_decode_attention` (its config's attention
+    implementation switched, and restored on exit)."""
+    _register_decode_attention()
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = DECODE_ATTENTION
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = saved
 
 
 def _graph_safe_autocast() -> contextlib.AbstractContextManager[Any]:
@@ -410,11 +503,14 @@ def sample_completions_graph(
     try:
         _sample_into(state, _prefill(model, state, ids, mask, keyword), sampling)
 
-        def step() -> None:
-            _decode_step(model, state, sampling, keyword, impl)
+        forward = decoder.forward_of(model)
 
-        graph = _graph_for(model, decoder, state, step) if use_graph and max_new_tokens > 1 else None
-        _decode(graph.replay if graph is not None else step, state, max_new_tokens, check_every)
+        def step() -> None:
+            _decode_step(model, forward, state, sampling, keyword, impl)
+
+        with _decode_attention(model):
+            graph = _graph_for(model, decoder, state, step) if use_graph and max_new_tokens > 1 else None
+            _decode(graph.replay if graph is not None else step, state, max_new_tokens, check_every)
     finally:
         model.train(was_training)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from credo.credit import EstimatorSpec
 from credo.llm.checkpoint import load_latest_checkpoint
@@ -89,6 +90,23 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     if precision == "bf16-mixed":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Within: ``scaled_dot_product_attention`` on CUDA picks among the flash, memory-efficient and
+    math kernels, never cuDNN's; nothing changes elsewhere.
+
+    torch (2.11 on an H200, seen) sends a masked attention call to cuDNN first, and cuDNN builds an
+    execution plan for every new shape, a fraction of a second each, forward and backward. credo's
+    update trims padding per micro-batch (:func:`credo.llm.rollout.trim_padding`), so almost every
+    micro-batch is a new shape: the plans alone took most of a step at the speed benchmark's anchor.
+    The trainer holds this around a whole step, backward passes included (gradient checkpointing runs
+    its forward again there).
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    return sdpa_kernel(backends)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ class GraphSampler(_PolicySampler):
         dist: Distributed,
     ) -> None:
         super().__init__(model, tokenizer, config, precision, device, dist)
-        self.decoder = GraphDecoder()
+        self.decoder = GraphDecoder(compile=config.rollout.compile_decode)
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str]) -> RolloutBatch:

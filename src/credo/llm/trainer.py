@@ -52,6 +52,7 @@ from credo.llm.critic import ValueModel, critic_values, make_critic
 from credo.llm.distributed import Distributed
 from credo.llm.losses import batch_normalizer, micro_batch_loss
 from credo.llm.models import (
+    attention_kernels,
     autocast,
     check_estimator_needs,
     enable_gradient_checkpointing,
@@ -293,83 +294,86 @@ class Trainer:
         if self.warm_up_due:
             raise RuntimeError("the SFT warm-up is due: call trainer.warm_up() before step() (train() does)")
         cfg, lc, oc = self.config, self.config.loss, self.config.optim
-        clock = PhaseClock()  # time/step_s and time/{rollout,score,update}_s in the metrics
-        # 0. this step's random stream: a function of (seed, step, process), so a resumed run samples
-        #    exactly what the uninterrupted one did, and processes draw different samples
-        seed_everything(step_seed(cfg.seed, self.step_count, self.dist.rank))
+        # flash / memory-efficient / math attention, not cuDNN's (a plan per new shape: see
+        # credo.llm.models.attention_kernels), for every pass of the step, backward included
+        with attention_kernels(self.device):
+            clock = PhaseClock()  # time/step_s and time/{rollout,score,update}_s in the metrics
+            # 0. this step's random stream: a function of (seed, step, process), so a resumed run samples
+            #    exactly what the uninterrupted one did, and processes draw different samples
+            seed_everything(step_seed(cfg.seed, self.step_count, self.dist.rank))
 
-        # 1. sample G completions per prompt; the batch records log pi_old
-        prompts = self.prompts_for_step(self.step_count)
-        batch = self.sampler.sample([prompt_text(p) for p in prompts])
-        batch.meta = prompt_meta(prompts, cfg.rollout.group_size)  # dict prompts' fields, per completion
-        clock.mark("rollout")
+            # 1. sample G completions per prompt; the batch records log pi_old
+            prompts = self.prompts_for_step(self.step_count)
+            batch = self.sampler.sample([prompt_text(p) for p in prompts])
+            batch.meta = prompt_meta(prompts, cfg.rollout.group_size)  # dict prompts' fields, per completion
+            clock.mark("rollout")
 
-        # 2. reference log-probs (for the KL) and 3. critic values, without gradients
-        with torch.no_grad():
-            if self.reference is not None:
-                batch.ref_logprobs = sequence_logprobs(
-                    self.reference, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
-                    batch.completion_mask, cfg.rollout.temperature, oc.micro_batch_size, self.autocast,
-                )  # fmt: skip
-            if self.critic is not None:
-                critic, policy = self.dist.unwrap(self.critic), self.unwrapped_model
-                batch.values = critic_values(critic, policy, batch, oc.micro_batch_size, self.autocast)
+            # 2. reference log-probs (for the KL) and 3. critic values, without gradients
+            with torch.no_grad():
+                if self.reference is not None:
+                    batch.ref_logprobs = sequence_logprobs(
+                        self.reference, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                        batch.completion_mask, cfg.rollout.temperature, oc.micro_batch_size, self.autocast,
+                    )  # fmt: skip
+                if self.critic is not None:
+                    critic, policy = self.dist.unwrap(self.critic), self.unwrapped_model
+                    batch.values = critic_values(critic, policy, batch, oc.micro_batch_size, self.autocast)
 
-        # 4. rewards; the KL penalty -beta k(logp, ref) as per-token rewards when kl_mode == "reward"
-        scored = compute_rewards(self.reward_fns, batch, self.tokenizer)
-        token_rewards = scored.token_rewards
-        if lc.kl_beta > 0 and lc.kl_mode == "reward":
-            penalty = kl_reward_penalty(batch.logprobs, batch.ref_logprobs, lc.kl_beta, lc.kl_kind)
-            token_rewards = penalty if token_rewards is None else token_rewards + penalty
+            # 4. rewards; the KL penalty -beta k(logp, ref) as per-token rewards when kl_mode == "reward"
+            scored = compute_rewards(self.reward_fns, batch, self.tokenizer)
+            token_rewards = scored.token_rewards
+            if lc.kl_beta > 0 and lc.kl_mode == "reward":
+                penalty = kl_reward_penalty(batch.logprobs, batch.ref_logprobs, lc.kl_beta, lc.kl_kind)
+                token_rewards = penalty if token_rewards is None else token_rewards + penalty
 
-        # 5. credit: token advantages [B, L] (and value targets) from the registry's estimator
-        credit = compute_credit(
-            cfg.credit.estimator,
-            credit_batch(scored, batch, token_rewards, batch.values),
-            **cfg.credit.options,
-        )
-        self.last_experience = Experience(batch, scored, credit)
-        advantages, returns = credit.advantages.float(), credit.returns
-        clock.mark("score")  # reference, critic, rewards and credit
+            # 5. credit: token advantages [B, L] (and value targets) from the registry's estimator
+            credit = compute_credit(
+                cfg.credit.estimator,
+                credit_batch(scored, batch, token_rewards, batch.values),
+                **cfg.credit.options,
+            )
+            self.last_experience = Experience(batch, scored, credit)
+            advantages, returns = credit.advantages.float(), credit.returns
+            clock.mark("score")  # reference, critic, rewards and credit
 
-        # 6. update: epochs x mini-batches optimizer steps, each accumulating its micro-batches'
-        #    gradients; the normaliser is the mini-batch's (global over processes)
-        stats = UpdateStats()
-        lengths = batch.completion_mask.sum(dim=1)
-        for _ in range(lc.epochs):
-            shuffle = lc.epochs > 1 or oc.mini_batches > 1
-            order = torch.randperm(batch.batch_size) if shuffle else torch.arange(batch.batch_size)
-            for rows in order.to(self.device).chunk(oc.mini_batches):
-                # longest completions first: micro-batches of similar lengths trim more padding
-                mini = rows[lengths[rows].argsort(descending=True, stable=True)]
-                mask = batch.completion_mask[mini]
-                counts = self.dist.global_counts(mask)
-                normalizer = batch_normalizer(lc.aggregation, mask, self.dist.world_size, *counts)
-                self.optimizer.zero_grad(set_to_none=True)
-                micro = list(mini.split(oc.micro_batch_size))
-                for i, idx in enumerate(micro):
-                    with self.dist.no_sync(self.model, last=i == len(micro) - 1):
-                        with self.autocast():
-                            loss, micro_stats = micro_batch_loss(
-                                self.model, batch.rows(idx), advantages[idx],
-                                None if returns is None else returns[idx], normalizer, cfg, self.critic,
-                            )  # fmt: skip
-                        self.dist.backward(loss)
-                    stats.add_micro_batch(micro_stats)
-                grad_norm = self.dist.clip_grad_norm(self.optimizer, oc.max_grad_norm)
-                self.optimizer.step()
-                stats.add_optimizer_step(grad_norm)
-        self.scheduler.step()
-        self.step_count += 1
-        clock.mark("update")
+            # 6. update: epochs x mini-batches optimizer steps, each accumulating its micro-batches'
+            #    gradients; the normaliser is the mini-batch's (global over processes)
+            stats = UpdateStats()
+            lengths = batch.completion_mask.sum(dim=1)
+            for _ in range(lc.epochs):
+                shuffle = lc.epochs > 1 or oc.mini_batches > 1
+                order = torch.randperm(batch.batch_size) if shuffle else torch.arange(batch.batch_size)
+                for rows in order.to(self.device).chunk(oc.mini_batches):
+                    # longest completions first: micro-batches of similar lengths trim more padding
+                    mini = rows[lengths[rows].argsort(descending=True, stable=True)]
+                    mask = batch.completion_mask[mini]
+                    counts = self.dist.global_counts(mask)
+                    normalizer = batch_normalizer(lc.aggregation, mask, self.dist.world_size, *counts)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    micro = list(mini.split(oc.micro_batch_size))
+                    for i, idx in enumerate(micro):
+                        with self.dist.no_sync(self.model, last=i == len(micro) - 1):
+                            with self.autocast():
+                                loss, micro_stats = micro_batch_loss(
+                                    self.model, batch.rows(idx), advantages[idx],
+                                    None if returns is None else returns[idx], normalizer, cfg, self.critic,
+                                )  # fmt: skip
+                            self.dist.backward(loss)
+                        stats.add_micro_batch(micro_stats)
+                    grad_norm = self.dist.clip_grad_norm(self.optimizer, oc.max_grad_norm)
+                    self.optimizer.step()
+                    stats.add_optimizer_step(grad_norm)
+            self.scheduler.step()
+            self.step_count += 1
+            clock.mark("update")
 
-        # 7. metrics, logs, samples, checkpoint
-        metrics = self._metrics(batch, scored, credit, stats.result(lc.value_coef), clock)
-        self.history.append(metrics)
-        self.run_log.write(self.step_count, metrics, batch, scored)
-        if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
-            self.save()
-        return metrics
+            # 7. metrics, logs, samples, checkpoint
+            metrics = self._metrics(batch, scored, credit, stats.result(lc.value_coef), clock)
+            self.history.append(metrics)
+            self.run_log.write(self.step_count, metrics, batch, scored)
+            if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+                self.save()
+            return metrics
 
     def _metrics(
         self, batch: RolloutBatch, scored: RewardOutput, credit: CreditResult, update: dict[str, float],
