@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (cpu 5, cuda 4)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (cpu 1, cuda 2)")
     parser.add_argument(
-        "--micro-batch", type=int, default=None, help="credo micro-batch size (cpu 8, cuda 16)"
+        "--micro-batch", type=int, default=None, help="credo micro-batch size (cpu 8, cuda 32)"
     )
     parser.add_argument(
         "--grad-ckpt",
@@ -436,7 +436,7 @@ def apply_device_defaults(args: argparse.Namespace) -> None:
     args.new_tokens = args.new_tokens or (256 if cuda else 32)
     args.steps = args.steps or (4 if cuda else 5)
     args.warmup = args.warmup if args.warmup is not None else (2 if cuda else 1)
-    args.micro_batch = args.micro_batch or (16 if cuda else 8)
+    args.micro_batch = args.micro_batch or (32 if cuda else 8)
     args.grad_ckpt = args.grad_ckpt or "on"  # TRL's GRPO/RLOO default, so both recompute activations
     args.rounds = args.rounds or (1 if cuda else 2)
     if args.child_timeout is None and cuda:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+import credo.llm.graph_decode as graph_decode
 from credo.llm import toy
 from credo.llm.config import config_from_dict, validate_config
 from credo.llm.graph_decode import GraphDecoder, grouped_decode_attention, sample_completions_graph
@@ -296,3 +297,35 @@ def test_cuda_graph_is_captured_again_when_the_weights_move(tokenizer: Any) -> N
     second = _sample_cuda(model, tokenizer, use_graph=True, decoder=decoder)
     assert decoder.captures == 2
     assert torch.equal(first.completion_ids, second.completion_ids)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_compiled_and_captured_decode_records_the_teacher_forced_logprobs(tokenizer: Any) -> None:
+    model = _cuda_model(tokenizer)
+    decoder = GraphDecoder(compile=True)
+    batch = _sample_cuda(model, tokenizer, use_graph=True, decoder=decoder)
+    assert decoder.captures == 1 and len(decoder.forwards) == 1
+    with torch.no_grad():
+        teacher = sequence_logprobs(
+            model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, 0.9
+        )
+    torch.testing.assert_close(teacher, batch.logprobs, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_a_failed_capture_decodes_eagerly_without_the_compiled_forward(
+    tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any) -> None:
+        raise RuntimeError("no capture here")
+
+    monkeypatch.setattr(graph_decode, "_capture", fail)
+    model = _cuda_model(tokenizer)
+    decoder = GraphDecoder(compile=True)
+    with pytest.warns(RuntimeWarning, match="capture of the decode step failed"):
+        graph = _sample_cuda(model, tokenizer, use_graph=True, decoder=decoder)
+    eager = _sample_cuda(model, tokenizer, use_graph=False)
+    assert decoder.captures == 0
+    assert torch.equal(eager.completion_ids, graph.completion_ids)

@@ -32,6 +32,7 @@ from credo.llm.rollout import (
     padding_bounds,
     rollout_batch,
     sequence_logprobs,
+    trim_inputs,
     trim_padding,
 )
 from credo.llm.trainer import Trainer
@@ -75,6 +76,13 @@ def _no_trim(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- the trim itself ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def exact_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trim to the exact bounds: the tests' sequences are shorter than ``TRIM_MULTIPLE``, which would
+    keep every column."""
+    monkeypatch.setattr(rollout_module, "TRIM_MULTIPLE", 1)
+
+
 def test_bounds_and_positions(tokenizer: Any) -> None:
     batch = _batch(tokenizer, [1, 3, 2, 5, 4, 1])
     rows = batch.rows(torch.tensor([0, 4, 5]))  # prompts "a" and "abc": 4 padding columns in both
@@ -107,6 +115,27 @@ def test_nothing_to_trim_is_unchanged(tokenizer: Any) -> None:
     for name in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "values"):
         assert torch.equal(getattr(trimmed, name), getattr(rows, name)), name
     assert adv is not None and torch.equal(adv, rows.values)
+
+
+def test_kept_widths_are_rounded_up_to_the_multiple() -> None:
+    prompt_mask = torch.zeros(2, 70, dtype=torch.bool)
+    prompt_mask[0, 60:] = True  # 10 prompt columns hold tokens
+    completion_mask = torch.zeros(2, 100, dtype=torch.bool)
+    completion_mask[1, :33] = True  # 33 completion columns hold tokens
+    assert padding_bounds(prompt_mask, completion_mask) == (60, 33)
+    assert padding_bounds(prompt_mask, completion_mask, multiple=32) == (38, 64)  # 32 prompt, 64 completion
+    assert padding_bounds(prompt_mask, completion_mask, multiple=64) == (6, 64)
+    assert padding_bounds(prompt_mask, completion_mask, multiple=128) == (0, 100)  # capped at P and L
+    (ids, mask, c_ids, c_mask), width = trim_inputs(
+        torch.ones(2, 70, dtype=torch.long),
+        prompt_mask,
+        torch.ones(2, 100, dtype=torch.long),
+        completion_mask,
+        multiple=32,
+    )
+    assert ids.shape == mask.shape == (2, 32) and c_ids.shape == c_mask.shape == (2, 64) and width == 64
+    with pytest.raises(ValueError, match="multiple"):
+        padding_bounds(prompt_mask, completion_mask, multiple=0)
 
 
 def test_edge_bounds() -> None:

@@ -510,6 +510,8 @@ def sample_completions_graph(
 
         with _decode_attention(model):
             graph = _graph_for(model, decoder, state, step) if use_graph and max_new_tokens > 1 else None
+            if use_graph and graph is None:  # capture (or compiling, inside it) failed: plain eager steps
+                forward = model
             _decode(graph.replay if graph is not None else step, state, max_new_tokens, check_every)
     finally:
         model.train(was_training)

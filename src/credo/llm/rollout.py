@@ -112,17 +112,27 @@ def full_inputs(
     return input_ids, attention_mask.long(), position_ids
 
 
-def padding_bounds(prompt_mask: Tensor, completion_mask: Tensor) -> tuple[int, int]:
+TRIM_MULTIPLE = 32
+"""Trimmed micro-batches keep prompt and completion widths that are multiples of this (or the whole
+width): a few shapes recur from step to step instead of a new one per micro-batch, so whatever a
+kernel library does once per shape (plans, heuristics, allocations) is done a few times per run."""
+
+
+def padding_bounds(prompt_mask: Tensor, completion_mask: Tensor, multiple: int = 1) -> tuple[int, int]:
     """``(start, width)`` of the columns of a micro-batch that hold tokens: prompt columns before
     ``start`` and completion columns from ``width`` on are padding in every row.
 
     Args:
         prompt_mask: ``[b, P]`` bool (left padding). completion_mask: ``[b, L]`` bool (right padding).
+        multiple: round the kept prompt width ``P - start`` and ``width`` up to a multiple of this
+            (at most ``P`` and ``L``); 1: the exact bounds.
 
     Returns:
         ``start`` in ``[0, P - 1]`` (one prompt column is always kept: the logit at position
         ``P - 1`` predicts completion token 0) and ``width`` in ``[min(1, L), L]``.
     """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
     P, L = prompt_mask.shape[1], completion_mask.shape[1]
     device = completion_mask.device
     # first prompt column holding a token (P if none), one past the last completion column holding
@@ -131,21 +141,29 @@ def padding_bounds(prompt_mask: Tensor, completion_mask: Tensor) -> tuple[int, i
     end = torch.where(completion_mask.bool().any(dim=0), torch.arange(1, L + 1, device=device), 0)
     zero = torch.zeros((), dtype=torch.long, device=device)
     start, width = torch.stack([first.min() if P else zero + P, end.max() if L else zero]).tolist()
-    return min(start, max(P - 1, 0)), max(width, min(1, L))
+    start, width = min(start, max(P - 1, 0)), max(width, min(1, L))
+    kept = -(-(P - start) // multiple) * multiple
+    return max(P - kept, 0), min(-(-width // multiple) * multiple, L)
 
 
 def trim_inputs(
-    prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor, completion_mask: Tensor
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    multiple: int | None = None,
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
     """The four token tensors without the columns that are padding in every row (see
-    :func:`padding_bounds`), and the kept completion width ``w``.
+    :func:`padding_bounds`; the kept widths rounded up to ``multiple``, default
+    :data:`TRIM_MULTIPLE`), and the kept completion width ``w``.
 
     Shapes ``[b, P]``, ``[b, P]``, ``[b, L]``, ``[b, L]`` -> ``[b, P']``, ``[b, P']``, ``[b, w]``,
     ``[b, w]``. Dropped prompt columns are leading columns that are masked in every row, so
     :func:`full_inputs` gives every kept token the same position id; dropped completion columns come
     after every row's last token and, attention being causal, cannot change the earlier logits.
     """
-    start, width = padding_bounds(prompt_mask, completion_mask)
+    multiple = TRIM_MULTIPLE if multiple is None else multiple
+    start, width = padding_bounds(prompt_mask, completion_mask, multiple)
     trimmed = (
         prompt_ids[:, start:],
         prompt_mask[:, start:],
