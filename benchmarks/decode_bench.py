@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from trainer_bench import MODEL_SIZES, build_model_dir, prompts  # one benchmark model for all scripts
+from trainer_profile import profile_kernels
 
 VARIANTS = ("eager", "graph", "compiled", "hf")
 
@@ -69,28 +70,17 @@ def sync(device: str) -> None:
 
 def kernels_per_token(run: Any, new_tokens: int) -> dict[str, Any]:
     """One rollout under ``torch.profiler``: kernels per token, GPU busy share, top kernels."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        run()
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
-    busy = sum(e.self_device_time_total for e in kernels) / 1e6
-    top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:10]
+    prof = profile_kernels(run, top=10)
     return {
-        "kernels_per_token": sum(e.count for e in kernels) / new_tokens,
-        "gpu_busy_share": busy / wall,
+        "kernels_per_token": prof["kernel_launches"] / new_tokens,
+        "gpu_busy_share": prof["gpu_busy_share"],
         "top": [
             {
-                "name": e.key[:90],
-                "us_per_token": e.self_device_time_total / new_tokens,
-                "calls_per_token": e.count / new_tokens,
+                "name": t["name"],
+                "us_per_token": 1e3 * t["ms"] / new_tokens,
+                "calls_per_token": t["calls"] / new_tokens,
             }
-            for e in top
+            for t in prof["top_kernels"]
         ],
     }
 

@@ -90,60 +90,48 @@ def instrument(trainer: Any, timer: PhaseTimer) -> None:
     trainer.optimizer.step = timer.wrap("clip+optimizer", trainer.optimizer.step)
 
 
-def kernel_share(trainer: Any) -> dict[str, Any]:
-    """One rollout under ``torch.profiler``: the GPU's kernel time against the rollout's wall time."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    texts = prompts(trainer.config.rollout.prompts_per_step)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        trainer.sampler.sample(texts)
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
-    busy = sum(e.self_device_time_total for e in kernels) / 1e6
-    top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:8]
-    return {
-        "rollout_wall_s": wall,
-        "kernel_s": busy,
-        "gpu_busy_share": busy / wall,
-        "kernel_launches": sum(e.count for e in kernels),
-        "top_kernels": [
-            {"name": e.key[:80], "ms": e.self_device_time_total / 1e3, "calls": e.count} for e in top
-        ],
-    }
-
-
-def step_kernels(trainer: Any) -> dict[str, Any]:
-    """One whole training step under ``torch.profiler``: the top kernels by GPU time and the top
-    operators by host time (where a step that is not GPU-bound spends its time)."""
+def profile_kernels(fn: Callable[[], Any], top: int = 12) -> dict[str, Any]:
+    """``fn()`` once under ``torch.profiler``: its wall time, the GPU's kernel time and launches, the
+    top kernels by GPU time and the top operators by host time (shared with ``decode_bench.py``)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        trainer.step()
+        fn()
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
     events = prof.key_averages()
     kernels = [e for e in events if e.device_type.name == "CUDA"]
     ops = [e for e in events if e.device_type.name == "CPU"]
-    top_k = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:12]
-    top_ops = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
+    top_kernels = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:top]
+    top_ops = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    kernel_s = sum(e.self_device_time_total for e in kernels) / 1e6
     return {
-        "step_wall_s": wall,
-        "kernel_s": sum(e.self_device_time_total for e in kernels) / 1e6,
+        "wall_s": wall,
+        "kernel_s": kernel_s,
+        "gpu_busy_share": kernel_s / wall,
         "kernel_launches": sum(e.count for e in kernels),
         "top_kernels": [
-            {"name": e.key[:80], "ms": e.self_device_time_total / 1e3, "calls": e.count} for e in top_k
+            {"name": e.key[:90], "ms": e.self_device_time_total / 1e3, "calls": e.count} for e in top_kernels
         ],
         "top_host_ops": [
-            {"name": e.key[:80], "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top_ops
+            {"name": e.key[:90], "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top_ops
         ],
     }
+
+
+def kernel_share(trainer: Any) -> dict[str, Any]:
+    """One rollout under ``torch.profiler``: the GPU's kernel time against the rollout's wall time."""
+    texts = prompts(trainer.config.rollout.prompts_per_step)
+    return profile_kernels(lambda: trainer.sampler.sample(texts), top=8)
+
+
+def step_kernels(trainer: Any) -> dict[str, Any]:
+    """One whole training step under ``torch.profiler``: the top kernels by GPU time and the top
+    operators by host time (where a step that is not GPU-bound spends its time)."""
+    return profile_kernels(trainer.step)
 
 
 def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
@@ -196,7 +184,7 @@ def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> s
         if "kernels" in r:
             k = r["kernels"]
             lines.append(
-                f"\n{r['backend']} rollout under the profiler: {k['rollout_wall_s']:.3f} s wall, "
+                f"\n{r['backend']} rollout under the profiler: {k['wall_s']:.3f} s wall, "
                 f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels: the GPU is busy "
                 f"{100 * k['gpu_busy_share']:.0f}% of the rollout"
             )
@@ -204,7 +192,7 @@ def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> s
         if "step_kernels" in r:
             k = r["step_kernels"]
             lines.append(
-                f"\n{r['backend']} whole step under the profiler: {k['step_wall_s']:.3f} s wall, "
+                f"\n{r['backend']} whole step under the profiler: {k['wall_s']:.3f} s wall, "
                 f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels; top kernels:"
             )
             lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
