@@ -247,6 +247,7 @@ def run_credo(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[s
 
 def run_trl(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     import datasets
+    import pyarrow
     import torch
     import trl
     from transformers import TrainerCallback
@@ -272,7 +273,11 @@ def run_trl(variant: str, args: argparse.Namespace, model_dir: Path) -> dict[str
     from credo.llm.tiny import load_tokenizer
 
     tok = load_tokenizer(model_dir)
-    ds = datasets.Dataset.from_dict({"prompt": prompts(args.prompts * 10)})
+    # an explicit fingerprint: without one, datasets hashes the table with dill, which pickles the
+    # pyarrow module by value (and fails on pyarrow.MonthDayNano) when pyarrow lies outside
+    # site-packages and sys.prefix, e.g. after ``pip install --target``
+    n = args.prompts * 10
+    ds = datasets.Dataset(pyarrow.table({"prompt": prompts(n)}), fingerprint=f"trainer_bench_prompts_{n}")
     common = dict(
         output_dir=tempfile.mkdtemp(prefix=f"{variant}_"),
         max_steps=args.warmup + args.steps,

@@ -9,6 +9,7 @@ import torch
 
 from credo.llm import toy
 from credo.llm.config import config_from_dict
+from credo.llm.models import attention_kernels
 from credo.llm.rollout import sample_completions, sequence_logprobs
 from credo.llm.trainer import Trainer
 
@@ -65,3 +66,17 @@ def test_trainer_steps_on_cuda(precision: str) -> None:
     history = trainer.train()
     assert len(history) == 3 and all(torch.isfinite(torch.tensor(m["loss"])) for m in history)
     assert trainer.device.type == "cuda"
+
+
+def test_attention_kernels_keep_sdpa_off_cudnn_within_a_step() -> None:
+    cuda = torch.device("cuda")
+    q = torch.randn(2, 4, 37, 16, device=cuda, dtype=torch.bfloat16)
+    mask = torch.ones(2, 1, 37, 37, device=cuda, dtype=torch.bool).tril()
+    expected = torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    with attention_kernels(cuda):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        got = torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_kernels(torch.device("cpu")):  # nothing changes off CUDA
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
