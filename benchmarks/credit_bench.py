@@ -149,23 +149,25 @@ def bench_shapley(
             lambda: shapley_max(scores, validate=False, method="dense"), device, repeats
         )
     triton_runs = device.type == "cuda" and _triton_shapley.AVAILABLE and K <= TRITON_MAX_PLAYERS
-    phi_triton = None
-    times["triton"] = None
-    if triton_runs:
-        times["triton"], phi_triton = timed(
-            lambda: shapley_max(scores, validate=False, method="triton"), device, repeats
-        )
+    phi_triton: dict[str, torch.Tensor] = {}
+    for algorithm in ("pairs", "network"):  # the Triton kernel's two algorithms (auto picks by K)
+        times[f"triton_{algorithm}"] = None
+        if triton_runs:
+
+            def run(algorithm: str = algorithm) -> torch.Tensor:
+                return _triton_shapley.shapley_max(scores, None, torch.float32, algorithm=algorithm)
+
+            times[f"triton_{algorithm}"], phi_triton[algorithm] = timed(run, device, repeats)
     for method, ms in times.items():
         row[f"{method}_ms"] = None if ms is None else round(ms, 4)
-    for method in ("dense", "triton"):
+    for method in ("dense", "triton_pairs", "triton_network"):
         ms = times[method]
         row[f"{method}_GB_per_s"] = None if ms is None else round(bytes_moved / (ms * 1e-3) / 1e9, 1)
     row["max_abs_diff_dense_vs_sort"] = (
         None if phi_dense is None else float((phi_dense - phi_sort).abs().max())
     )
-    row["max_abs_diff_triton_vs_sort"] = (
-        None if phi_triton is None else float((phi_triton - phi_sort).abs().max())
-    )
+    for algorithm, phi in phi_triton.items():
+        row[f"max_abs_diff_triton_{algorithm}_vs_sort"] = float((phi - phi_sort).abs().max())
     if peak_gbs:
         bound_ms = bytes_moved / (peak_gbs * 1e9) * 1e3
         row["bound_ms"] = round(bound_ms, 4)

@@ -3,8 +3,9 @@
 * CPU, always: what ``method="auto"`` picks and the errors of ``method="triton"`` (no Triton needed).
 * CPU with Triton installed: the kernels under Triton's interpreter, in a subprocess (the interpreter
   is chosen when a kernel is decorated, so ``TRITON_INTERPRET=1`` must be set before the kernel
-  modules are imported), against the sort form, ``shapley_exact`` and the CPU GAE. Skipped when
-  Triton is not installed (CI); small sizes, the interpreter is slow.
+  modules are imported), against the sort form, ``shapley_exact`` and the CPU GAE, both Shapley
+  algorithms (pairs, sorting network). The dev extras install Triton; skipped without it. Small
+  sizes: the interpreter is slow.
 * CUDA (``-m cuda``): the compiled kernels against the sort form and the CPU GAE.
 
 Run the interpreter checks alone: ``TRITON_INTERPRET=1 python tests/credit/test_shapley_triton.py``.
@@ -114,6 +115,9 @@ def _interpreter_shapley_checks() -> None:
             scores, present = _case(K, (7, 5), dtype, seed=K)
             for mask in (None, present):
                 _check_against_sort(shapley_max(scores, mask, method="triton"), scores, mask)
+                for algorithm in ("pairs", "network"):  # both kernels, whichever auto picks
+                    got = _triton_shapley.shapley_max(scores, mask, dtype, algorithm=algorithm)
+                    _check_against_sort(got, scores, mask)
         if K <= 10:  # all 2^K coalitions, float64
             scores, _ = _case(K, (3,), torch.float64, seed=100 + K)
             exact = shapley_exact(max_utility(scores), K)
@@ -205,6 +209,10 @@ def test_shapley_max_triton_on_cuda(K: int, dtype: torch.dtype) -> None:
         got = shapley_max(scores, mask, method="triton")
         _check_against_sort(got, scores, mask)
         assert torch.equal(shapley_max(scores, mask), got)  # auto picks it on CUDA
+        for algorithm in ("pairs", "network"):
+            _check_against_sort(
+                _triton_shapley.shapley_max(scores, mask, dtype, algorithm=algorithm), scores, mask
+            )
     assert shapley_max(scores[:0], method="triton").shape == (0, 3, K)
 
 
