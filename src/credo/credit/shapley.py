@@ -102,8 +102,10 @@ def shapley_max(
     materialising ``[N, K, K]`` comparisons in memory, takes 9 ms at K=4, 34 ms at K=8, 131 ms at
     K=16 and 522 ms at K=32. The Triton kernel keeps a set's comparisons in one lane's registers (one
     read of the scores, one write of phi): 0.13 ms at K=4 (1.9x the bound), 0.49 ms at K=8 (3.7x),
-    2.3 ms at K=16 (8.6x; there it is compute-bound, about 10 K^2 instructions per set; K=32 not yet
-    timed, expect about 4x K=16, still far below sort's 72 ms). So on CUDA:
+    2.3 ms at K=16 (8.6x; there it is compute-bound, about 10 K^2 instructions per set). Above K=8 the
+    kernel sorts each lane's scores with a bitonic network in registers instead (about 5 K log^2 K
+    instructions; 2.7x fewer PTX instructions at K=16, 4.8x at K=32; its GPU time is not yet measured:
+    :mod:`credo.credit._triton_shapley`). So on CUDA:
     ``"triton"`` for K <= 32 when Triton is installed, else ``"dense"`` for K <= 16, else ``"sort"``;
     on the CPU ``"sort"`` (the fastest there).
 
@@ -115,8 +117,9 @@ def shapley_max(
         validate: check for NaN/inf (a device sync); pass False in a hot loop on trusted input.
         method: ``"sort"`` (sort + cumulative sum, O(K log K) per set), ``"dense"``
             (:func:`shapley_max_dense`, sort-free pairwise comparisons, O(K^2) per set, ``[..., K, K]``
-            in memory), ``"triton"`` (the dense formula in one fused Triton kernel, comparisons in
-            registers; K <= 32, CUDA, or the CPU under ``TRITON_INTERPRET=1``), or ``"auto"``:
+            in memory), ``"triton"`` (one fused Triton kernel, a set per lane in registers: the
+            dense formula for K <= 8, a sorting network above; K <= 32, CUDA, or the CPU under
+            ``TRITON_INTERPRET=1``), or ``"auto"``:
             triton on CUDA with K <= 32 when Triton is installed, else dense on CUDA with K <= 16,
             else sort (see above). All give the same values up to rounding (about 1e-15 relative in
             float64, 1e-7 in float32), bit-identical values for ties, and exactly 0 for absent players.
@@ -182,8 +185,8 @@ def shapley_max_dense(scores: Tensor, present: Tensor | None = None, validate: b
 
 
 def _shapley_max_triton(scores: Tensor, present: Tensor | None) -> Tensor:
-    """The dense formula in one Triton kernel (:mod:`credo.credit._triton_shapley`): one set per
-    lane, its K^2 comparisons unrolled in registers. ``[..., K]`` in, ``[..., K]`` out in
+    """One Triton kernel (:mod:`credo.credit._triton_shapley`), one set per lane in registers: the
+    dense formula's K^2 comparisons for K <= 8, a sorting network above. ``[..., K]`` in, ``[..., K]`` out in
     ``float_dtype(scores)``; K <= 32; CUDA, or the CPU under TRITON_INTERPRET=1."""
     return _triton_shapley.shapley_max(scores, present, float_dtype(scores))
 
