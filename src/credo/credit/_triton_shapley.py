@@ -25,8 +25,12 @@ compare-exchanges: 80 at K=16, 240 at K=32), then accumulates the sorted closed 
 between tied scores vanish) and stores each value at its player's column: no second pass to undo the
 sort. Its PTX for sm_90 (compiled on the CPU: ``triton.compile`` with a ``GPUTarget``) has 1,847 lines
 at K=16 (114 compares, 398 selects, 16 loads, 16 stores) against the pairs kernel's 4,975, and 4,343
-at K=32 against 20,905 (which takes 92 s to compile on this project's CPU, against 17 s). Its speed on a GPU is **not measured yet** (``benchmarks/credit_bench.py --device cuda
---shapley-K 8,16,32`` times both); the choice above K = 8 rests on that instruction count.
+at K=32 against 20,905 (which takes 92 s to compile on this project's CPU, against 17 s). Measured on
+an H200 (``benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --shapley-K 8,16``, 10M float32
+sets): K=8 0.52 ms against the pairs kernel's 0.53 ms (3.9x the bound), K=16 **1.81 ms against 2.35 ms**
+(6.8x the bound against 8.8x). Far less than the instruction counts promise; our guess, not yet
+profiled: both kernels read and write a set as K strided 4-byte accesses per lane (32 sectors per warp
+instruction), and those memory instructions now bound them. K=32 is not timed yet.
 
 Absent players are loaded as NaN: every comparison with a NaN is false, so they drop out of every
 count, max and sum without a mask of their own, and get exactly 0. (A NaN score passed with

@@ -104,8 +104,8 @@ def shapley_max(
     read of the scores, one write of phi): 0.13 ms at K=4 (1.9x the bound), 0.49 ms at K=8 (3.7x),
     2.3 ms at K=16 (8.6x; there it is compute-bound, about 10 K^2 instructions per set). Above K=8 the
     kernel sorts each lane's scores with a bitonic network in registers instead (about 5 K log^2 K
-    instructions; 2.7x fewer PTX instructions at K=16, 4.8x at K=32; its GPU time is not yet measured:
-    :mod:`credo.credit._triton_shapley`). So on CUDA:
+    instructions): 1.81 ms at K=16 (6.8x the bound; K=32 not yet timed; :mod:`credo.credit._triton_shapley`).
+    So on CUDA:
     ``"triton"`` for K <= 32 when Triton is installed, else ``"dense"`` for K <= 16, else ``"sort"``;
     on the CPU ``"sort"`` (the fastest there).
 
