@@ -10,7 +10,7 @@ import torch
 from credo.llm import toy
 from credo.llm.config import config_from_dict
 from credo.llm.models import attention_kernels
-from credo.llm.rollout import sample_completions, sequence_logprobs
+from credo.llm.rollout import TRIM_MULTIPLE, sample_completions, sequence_logprobs, trim_inputs
 from credo.llm.trainer import Trainer
 
 pytestmark = [
@@ -80,3 +80,13 @@ def test_attention_kernels_keep_sdpa_off_cudnn_within_a_step() -> None:
     before = torch.backends.cuda.cudnn_sdp_enabled()
     with attention_kernels(torch.device("cpu")):  # nothing changes off CUDA
         assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_trimmed_widths_are_rounded_up_on_cuda() -> None:
+    prompt_mask = torch.zeros(2, 70, dtype=torch.bool, device="cuda")
+    prompt_mask[0, 60:] = True
+    completion_mask = torch.zeros(2, 100, dtype=torch.bool, device="cuda")
+    completion_mask[1, :33] = True
+    ones = torch.ones(2, 100, dtype=torch.long, device="cuda")
+    (ids, *_), width = trim_inputs(ones[:, :70], prompt_mask, ones, completion_mask)
+    assert ids.shape == (2, TRIM_MULTIPLE) and width == 2 * TRIM_MULTIPLE

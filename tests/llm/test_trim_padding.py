@@ -76,13 +76,6 @@ def _no_trim(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- the trim itself ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def exact_trim(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Trim to the exact bounds: the tests' sequences are shorter than ``TRIM_MULTIPLE``, which would
-    keep every column."""
-    monkeypatch.setattr(rollout_module, "TRIM_MULTIPLE", 1)
-
-
 def test_bounds_and_positions(tokenizer: Any) -> None:
     batch = _batch(tokenizer, [1, 3, 2, 5, 4, 1])
     rows = batch.rows(torch.tensor([0, 4, 5]))  # prompts "a" and "abc": 4 padding columns in both
@@ -136,6 +129,10 @@ def test_kept_widths_are_rounded_up_to_the_multiple() -> None:
     assert ids.shape == mask.shape == (2, 32) and c_ids.shape == c_mask.shape == (2, 64) and width == 64
     with pytest.raises(ValueError, match="multiple"):
         padding_bounds(prompt_mask, completion_mask, multiple=0)
+    # the default: exact on the CPU (a new shape costs nothing there), TRIM_MULTIPLE on CUDA
+    ones = torch.ones(2, 100, dtype=torch.long)
+    (ids, *_), width = trim_inputs(ones[:, :70], prompt_mask, ones, completion_mask)
+    assert ids.shape == (2, 10) and width == 33
 
 
 def test_edge_bounds() -> None:

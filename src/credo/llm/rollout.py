@@ -113,9 +113,10 @@ def full_inputs(
 
 
 TRIM_MULTIPLE = 32
-"""Trimmed micro-batches keep prompt and completion widths that are multiples of this (or the whole
-width): a few shapes recur from step to step instead of a new one per micro-batch, so whatever a
-kernel library does once per shape (plans, heuristics, allocations) is done a few times per run."""
+"""On CUDA, trimmed micro-batches keep prompt and completion widths that are multiples of this (or the
+whole width): a few shapes recur from step to step instead of a new one per micro-batch, so whatever
+a kernel library does once per shape (plans, heuristics, allocations) is done a few times per run.
+On the CPU, where a new shape costs nothing, the trim is exact."""
 
 
 def padding_bounds(prompt_mask: Tensor, completion_mask: Tensor, multiple: int = 1) -> tuple[int, int]:
@@ -154,15 +155,16 @@ def trim_inputs(
     multiple: int | None = None,
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
     """The four token tensors without the columns that are padding in every row (see
-    :func:`padding_bounds`; the kept widths rounded up to ``multiple``, default
-    :data:`TRIM_MULTIPLE`), and the kept completion width ``w``.
+    :func:`padding_bounds`; the kept widths rounded up to ``multiple``, by default
+    :data:`TRIM_MULTIPLE` on CUDA and 1 elsewhere), and the kept completion width ``w``.
 
     Shapes ``[b, P]``, ``[b, P]``, ``[b, L]``, ``[b, L]`` -> ``[b, P']``, ``[b, P']``, ``[b, w]``,
     ``[b, w]``. Dropped prompt columns are leading columns that are masked in every row, so
     :func:`full_inputs` gives every kept token the same position id; dropped completion columns come
     after every row's last token and, attention being causal, cannot change the earlier logits.
     """
-    multiple = TRIM_MULTIPLE if multiple is None else multiple
+    if multiple is None:
+        multiple = TRIM_MULTIPLE if completion_mask.is_cuda else 1
     start, width = padding_bounds(prompt_mask, completion_mask, multiple)
     trimmed = (
         prompt_ids[:, start:],
