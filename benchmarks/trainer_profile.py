@@ -62,10 +62,13 @@ class PhaseTimer:
             torch.cuda.synchronize()
 
     def wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        from torch.profiler import record_function
+
         def timed(*args: Any, **kwargs: Any) -> Any:
             self.sync()
             start = time.perf_counter()
-            out = fn(*args, **kwargs)
+            with record_function(f"phase/{phase}"):  # under the profiler: the phase's kernels
+                out = fn(*args, **kwargs)
             self.sync()
             self.seconds[phase] += time.perf_counter() - start
             return out
@@ -108,9 +111,19 @@ def profile_kernels(fn: Callable[[], Any], top: int = 12) -> dict[str, Any]:
     top_kernels = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:top]
     top_ops = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     kernel_s = sum(e.self_device_time_total for e in kernels) / 1e6
+    phases = {
+        e.key[len("phase/") :]: {
+            "calls": e.count,
+            "host_ms": e.cpu_time_total / 1e3,
+            "gpu_ms": e.device_time_total / 1e3,
+        }
+        for e in events
+        if e.key.startswith("phase/")
+    }
     return {
         "wall_s": wall,
         "kernel_s": kernel_s,
+        "phases": phases,  # per instrumented phase: its wall time on the host and its kernels' GPU time
         "gpu_busy_share": kernel_s / wall,
         "kernel_launches": sum(e.count for e in kernels),
         "top_kernels": [
@@ -196,6 +209,11 @@ def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> s
                 f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels; top kernels:"
             )
             lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
+            lines.append("phases under the profiler (GPU time of their kernels against their host time):")
+            lines += [
+                f"- {name}: {p['gpu_ms']:.1f} ms GPU in {p['host_ms']:.1f} ms ({p['calls']} calls)"
+                for name, p in k["phases"].items()
+            ]
             lines.append("top host operators (self time):")
             lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_host_ops"]]
     if bound:
