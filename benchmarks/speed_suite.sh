@@ -30,11 +30,11 @@ case "${1:-}" in
     part decode 300 benchmarks/decode_bench.py --device cuda --variants graph,compiled --batches 64,256 --out "$OUT"
     ;;
   step)
-    part step 420 benchmarks/trainer_bench.py --device cuda --variants credo_grpo_compiled,credo_grpo_graph,trl_grpo \
+    part step 480 benchmarks/trainer_bench.py --device cuda --variants credo_grpo_compiled_layers,credo_grpo_compiled,trl_grpo \
       --steps 5 --warmup 2 --child-timeout 200 --out "$OUT/trainer_bench.json"
     ;;
   profile)
-    part profile 200 benchmarks/trainer_profile.py --device cuda --backends compiled --steps 2 --warmup 1 \
+    part profile 300 benchmarks/trainer_profile.py --device cuda --backends compiled,compiled_layers --steps 2 --warmup 1 \
       --kernels --profile-step --out "$OUT"
     ;;
   credit)

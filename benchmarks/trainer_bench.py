@@ -12,6 +12,8 @@ Measures completion tokens per second (from the median step time) and peak memor
   decode loop (static KV cache, one CUDA graph replayed per token, no host sync inside the loop);
 * ``credo_grpo_compiled``: ``credo_grpo_graph`` with ``rollout.compile_decode: true`` (the decode
   step's forward through ``torch.compile`` before capture: fused kernels);
+* ``credo_grpo_compiled_layers``: ``credo_grpo_compiled`` with ``compile_layers: true`` (every decoder
+  layer compiled for the update too, its activation checkpoint inside the compiled region);
 * ``credo_ppo``: PPO with a critic (GAE, separate value model, clipped surrogate, KL in the reward),
   same model and batch, to test seed 003's claim that RLOO/GRPO need much less memory and time
   than PPO with a critic.
@@ -52,6 +54,7 @@ VARIANTS = (
     "credo_grpo",
     "credo_grpo_graph",
     "credo_grpo_compiled",
+    "credo_grpo_compiled_layers",
     "trl_rloo",
     "credo_rloo",
     "credo_rloo_graph",
@@ -63,6 +66,7 @@ CREDO_VARIANTS = {
     "credo_grpo": ("grpo", "hf"),
     "credo_grpo_graph": ("grpo", "graph"),
     "credo_grpo_compiled": ("grpo", "graph+compile"),
+    "credo_grpo_compiled_layers": ("grpo", "graph+compile+layers"),
     "credo_rloo": ("rloo", "hf"),
     "credo_rloo_graph": ("rloo", "graph"),
     "credo_ppo": ("gae", "hf"),
@@ -177,7 +181,7 @@ def credo_config(variant: str, args: argparse.Namespace, model_dir: Path) -> Any
 
     cuda = args.device == "cuda"
     estimator, backend = CREDO_VARIANTS[variant]
-    backend, _, compile_decode = backend.partition("+")
+    backend, *compiled = backend.split("+")
     loss: dict[str, Any] = {"aggregation": "token_mean", "kl_beta": args.beta}
     if estimator == "grpo":
         loss.update(kl_mode="loss", kl_kind="k3")
@@ -195,7 +199,7 @@ def credo_config(variant: str, args: argparse.Namespace, model_dir: Path) -> Any
                 "prompts_per_step": args.prompts,
                 "max_new_tokens": args.new_tokens,
                 "static_cache": backend == "hf" and cuda and not args.no_compile,
-                "compile_decode": bool(compile_decode) and not args.no_compile,
+                "compile_decode": "compile" in compiled and not args.no_compile,
                 "pad_to_multiple_of": 16 if cuda else None,
             },
             "credit": {
@@ -207,6 +211,7 @@ def credo_config(variant: str, args: argparse.Namespace, model_dir: Path) -> Any
             "optim": {"lr": 1e-6, "micro_batch_size": min(args.micro_batch, B), "max_grad_norm": 1.0},
             "precision": "bf16" if cuda else "fp32",
             "gradient_checkpointing": args.grad_ckpt == "on",
+            "compile_layers": "layers" in compiled and not args.no_compile,
             "device": args.device,
             "steps": args.warmup + args.steps,
             "seed": 0,
@@ -512,6 +517,8 @@ def report_ratios(results: dict[str, Any]) -> None:
         ("credo_grpo_graph", "credo_grpo"),
         ("credo_grpo_compiled", "trl_grpo"),
         ("credo_grpo_compiled", "credo_grpo_graph"),
+        ("credo_grpo_compiled_layers", "trl_grpo"),
+        ("credo_grpo_compiled_layers", "credo_grpo_compiled"),
         ("credo_rloo", "trl_rloo"),
         ("credo_rloo_graph", "trl_rloo"),
         ("credo_rloo_graph", "credo_rloo"),

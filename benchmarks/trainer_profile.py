@@ -150,7 +150,12 @@ def step_kernels(trainer: Any) -> dict[str, Any]:
 def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     from credo.llm.trainer import Trainer
 
-    variant = {"hf": "credo_grpo", "graph": "credo_grpo_graph", "compiled": "credo_grpo_compiled"}[backend]
+    variant = {
+        "hf": "credo_grpo",
+        "graph": "credo_grpo_graph",
+        "compiled": "credo_grpo_compiled",
+        "compiled_layers": "credo_grpo_compiled_layers",
+    }[backend]
     config = credo_config(variant, args, model_dir)
     trainer = Trainer(config, reward_functions=credo_reward, prompts=prompts(args.prompts * 10))
     timer = PhaseTimer(args.device == "cuda")

@@ -207,7 +207,11 @@ class TrainConfig:
     config matches this one in what shapes the run (model, task, rollout, credit, loss, optim, critic,
     seed, precision; ``steps`` may be raised to continue) and otherwise refuses, naming the differing
     keys; ``"force"`` resumes anyway with this config's values (the differences are logged);
-    ``false`` starts afresh (the old logs are moved to ``*.old``)."""
+    ``false`` starts afresh (the old logs are moved to ``*.old``).
+
+    ``compile_layers``: compile each decoder layer of the policy with ``torch.compile`` (fused kernels
+    in every pass; with ``gradient_checkpointing`` the checkpoint runs inside the compiled layer: see
+    :func:`credo.llm.models.compile_decoder_layers`); a one-off compile at the first forward pass."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -222,6 +226,7 @@ class TrainConfig:
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16-mixed", "bf16"] = "auto"
     gradient_checkpointing: bool = False
+    compile_layers: bool = False
     output_dir: str | None = None
     checkpoint_every: int = 0
     resume: bool | Literal["force"] = True

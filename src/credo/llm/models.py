@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 from credo.credit import EstimatorSpec
 from credo.llm.checkpoint import load_latest_checkpoint
@@ -286,6 +287,55 @@ def keep_lora_base(
 def enable_gradient_checkpointing(model: Any) -> None:
     enable = getattr(model, "activation_checkpointing_enable", None)
     (enable or model.gradient_checkpointing_enable)()
+
+
+def compile_decoder_layers(model: Any, checkpointing: bool) -> int:
+    """Compile every decoder layer of ``model`` in place with ``torch.compile(dynamic=True)``
+    ("regional" compilation: one compiled code for all layers and all sequence lengths); with
+    ``checkpointing``, the layer's activations are recomputed in backward by a checkpoint *inside*
+    the compiled region. Returns the number of layers.
+
+    The layers are the modules whose class is named in the model's ``_no_split_modules``
+    (transformers' list of its decoder-layer classes). inductor fuses each layer's norms, rotary
+    embeddings, activations and residual adds, forward and backward: fewer, larger kernels for an
+    update that is launch-bound at small micro-batches. Why not transformers' own checkpointing:
+    ``torch.utils.checkpoint`` disables dynamo inside it, so a compiled layer under it runs eagerly.
+    The checkpoint runs only with gradients enabled (rollout and reference passes run the plain
+    compiled layer), and dynamo is told not to replay the forward's side effects in backward
+    (transformers' kernel-hub wrapper sets a context variable in the attention: harmless to skip,
+    and without it the checkpoint breaks the graph). Call this after every copy of the model is made
+    (reference, critic): a deep copy would keep calling the original layers' compiled forwards.
+
+    Raises:
+        ValueError: the model names no decoder-layer class, or none is found in it.
+    """
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(
+            f"config key 'compile_layers': found no decoder layers in {type(model).__name__} "
+            f"(looked for the classes in its _no_split_modules: {sorted(names)})"
+        )
+    for layer in layers:
+        layer.forward = _compiled_layer_forward(layer.forward, checkpointing)
+    return len(layers)
+
+
+def _compiled_layer_forward(forward: Callable[..., Any], checkpointing: bool) -> Callable[..., Any]:
+    """``forward`` (a layer's bound forward) compiled, checkpointed when gradients are enabled."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if checkpointing and torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    compiled = torch.compile(run, dynamic=True)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with torch._dynamo.config.patch(skip_fwd_side_effects_in_bwd_under_checkpoint=True):
+            return compiled(*args, **kwargs)
+
+    return call
 
 
 def find_checkpoint(

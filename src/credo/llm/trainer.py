@@ -55,6 +55,7 @@ from credo.llm.models import (
     attention_kernels,
     autocast,
     check_estimator_needs,
+    compile_decoder_layers,
     enable_gradient_checkpointing,
     find_checkpoint,
     keep_lora_base,
@@ -262,7 +263,9 @@ class Trainer:
             self.critic = make_critic(lora_base(self.model), cfg.critic.mode, self.device)
         self.optimizer = make_optimizer(self.model, self.critic, cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
-        if cfg.gradient_checkpointing:
+        if cfg.compile_layers:  # after the reference and critic copies; checkpoints inside the compile
+            compile_decoder_layers(self.model, checkpointing=cfg.gradient_checkpointing)
+        elif cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         if self.critic is not None:
             self.model, self.critic, self.optimizer = self.dist.prepare(
