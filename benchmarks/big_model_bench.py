@@ -85,6 +85,7 @@ def trainer_config(args: argparse.Namespace) -> Any:
                 "prompts_per_step": args.prompts,
                 "max_new_tokens": args.new_tokens,
                 "static_cache": args.backend == "hf",
+                "compile_decode": args.compile_decode,
                 "pad_to_multiple_of": 16,
             },
             "credit": {"estimator": "grpo"},
@@ -92,6 +93,7 @@ def trainer_config(args: argparse.Namespace) -> Any:
             "optim": {"lr": 1e-6, "micro_batch_size": args.micro_batch, "max_grad_norm": 1.0},
             "precision": "bf16",
             "gradient_checkpointing": True,
+            "compile_layers": args.compile_layers,
             "device": "cuda",
             "steps": args.warmup + args.steps,
             "seed": 0,
@@ -187,6 +189,14 @@ def main() -> None:
     parser.add_argument("--lora", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
     parser.add_argument("--backend", default="graph", choices=("hf", "graph"), help="rollout backend")
     parser.add_argument("--peer-trl", action="store_true", help="also run TRL's GRPOTrainer per shape")
+    parser.add_argument(
+        "--compile-decode",
+        action="store_true",
+        help="rollout.compile_decode (graph backend: compiled decode step)",
+    )
+    parser.add_argument(
+        "--compile-layers", action="store_true", help="compile_layers (compiled decoder layers)"
+    )
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=256)
