@@ -211,7 +211,8 @@ class TrainConfig:
 
     ``compile_layers``: compile each decoder layer of the policy with ``torch.compile`` (fused kernels
     in every pass; with ``gradient_checkpointing`` the checkpoint runs inside the compiled layer: see
-    :func:`credo.llm.models.compile_decoder_layers`); a one-off compile at the first forward pass."""
+    :func:`credo.llm.models.compile_decoder_layers`); a one-off compile at the first forward pass. The
+    graph backend's decode then runs the compiled layers, and ``rollout.compile_decode`` adds nothing."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
