@@ -13,6 +13,9 @@ returns (same layout, same ``log pi_old`` convention) without transformers ``gen
    temperature and top-k, sample with the Gumbel-max trick (``exponential_``: graph-safe RNG), write
    the token and its log-prob at column ``step`` (a device counter) of ``[B, L]`` output buffers,
    mark rows finished on EOS, and advance positions, mask and counter in place.
+   Decode steps attend with :func:`grouped_decode_attention` (each group of query heads against its
+   one key/value head, no copy of the cache), and with ``GraphDecoder(compile=True)`` (the config's
+   ``rollout.compile_decode``) the step's forward goes through ``torch.compile`` first.
 3. On CUDA the step is captured once as a ``torch.cuda.CUDAGraph`` and replayed for every token;
    elsewhere (and if capture fails) the same step runs eagerly. The only host syncs are one
    "all rows finished?" check every ``check_every`` tokens and the final trim; the output does not
@@ -29,7 +32,8 @@ and its ``update(key_states, value_states, layer_idx, ...)`` (subclassed to stor
 in one dtype under autocast), whose layers allocate lazily on the first update and write at an in-place device counter
 (``cumulative_length``), ``reset()`` in place; ``create_causal_mask`` returning a 4-D mask unchanged;
 the cache keyword (``cache`` from 5.18, ``past_key_values`` before), found from the forward's
-signature.
+signature; ``AttentionInterface.register`` and the attention lookup by ``config._attn_implementation``
+at each forward (switched for the decode steps, restored after).
 """
 
 from __future__ import annotations
