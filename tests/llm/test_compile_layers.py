@@ -79,7 +79,7 @@ def test_trainer_trains_with_compiled_layers_and_the_graph_backend() -> None:
                 "prompts_per_step": 2,
                 "max_new_tokens": 6,
                 "backend": "graph",
-                "compile_decode": True,  # the layers are compiled already: the decoder does not compile
+                "compile_decode": True,  # composes: sampling calls the layers uncompiled
             },
             "loss": {"kl_beta": 0.05},  # a reference copy: it must keep eager layers of its own
             "optim": {"lr": 1e-3, "micro_batch_size": 4},
@@ -92,7 +92,7 @@ def test_trainer_trains_with_compiled_layers_and_the_graph_backend() -> None:
     trainer = Trainer(config, reward_functions=toy.letter_fraction_reward, prompts=toy.letters_prompts())
     history = trainer.train()
     assert len(history) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in history)
-    assert trainer.reference is not None and not trainer.sampler.decoder.compile
+    assert trainer.reference is not None and trainer.sampler.decoder.compile
     policy_layers = [m for m in trainer.model.modules() if type(m).__name__ == "Qwen2DecoderLayer"]
     reference_layers = [m for m in trainer.reference.modules() if type(m).__name__ == "Qwen2DecoderLayer"]
     assert all("forward" in vars(m) for m in policy_layers)  # compiled in place

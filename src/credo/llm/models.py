@@ -300,8 +300,8 @@ def compile_decoder_layers(model: Any, checkpointing: bool) -> int:
     embeddings, activations and residual adds, forward and backward: fewer, larger kernels for an
     update that is launch-bound at small micro-batches. Why not transformers' own checkpointing:
     ``torch.utils.checkpoint`` disables dynamo inside it, so a compiled layer under it runs eagerly.
-    The checkpoint runs only with gradients enabled (rollout and reference passes run the plain
-    compiled layer), and dynamo is told not to replay the forward's side effects in backward
+    The checkpoint runs only with gradients enabled (the reference pass runs the plain compiled
+    layer); calls with a KV cache (sampling) run the layer uncompiled; and dynamo is told not to replay the forward's side effects in backward
     (transformers' kernel-hub wrapper sets a context variable in the attention: harmless to skip,
     and without it the checkpoint breaks the graph). Call this after every copy of the model is made
     (reference, critic): a deep copy would keep calling the original layers' compiled forwards.
@@ -332,6 +332,11 @@ def _compiled_layer_forward(forward: Callable[..., Any], checkpointing: bool) ->
     compiled = torch.compile(run, dynamic=True)
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None:
+            # sampling (prefill, decode steps): the layer as it is. Its KV cache would specialise the
+            # compile to every layer index (guards on the cache's per-layer state), and the decoders
+            # have their own compile and graph (rollout.compile_decode, the hf static cache).
+            return forward(*args, **kwargs)
         with torch._dynamo.config.patch(skip_fwd_side_effects_in_bwd_under_checkpoint=True):
             return compiled(*args, **kwargs)
 

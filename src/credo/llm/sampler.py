@@ -124,9 +124,7 @@ class GraphSampler(_PolicySampler):
         dist: Distributed,
     ) -> None:
         super().__init__(model, tokenizer, config, precision, device, dist)
-        # with compile_layers the layers are compiled already: compiling the whole step over them
-        # would only break graphs around each compiled layer
-        self.decoder = GraphDecoder(compile=config.rollout.compile_decode and not config.compile_layers)
+        self.decoder = GraphDecoder(compile=config.rollout.compile_decode)
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str]) -> RolloutBatch:
