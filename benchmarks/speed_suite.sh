@@ -7,6 +7,7 @@
 #   bash benchmarks/speed_suite.sh step      # one training step vs TRL at the anchor, micro-batch 32 (~5 min;
 #                                            # TRL needs trl, datasets, pyarrow... importable)
 #   bash benchmarks/speed_suite.sh profile   # the step phase by phase, with the kernel profile (~2 min)
+#   bash benchmarks/speed_suite.sh memory    # what is alive at the step's peak, micro-batch 64 (~2 min)
 #   bash benchmarks/speed_suite.sh credit    # GAE and shapley_max kernels against the bandwidth bound (~2 min)
 #   bash benchmarks/speed_suite.sh big       # 14B full fine-tuning, 7B and 32B LoRA (~8 min)
 #
@@ -37,6 +38,10 @@ case "${1:-}" in
     part profile 300 benchmarks/trainer_profile.py --device cuda --backends compiled,compiled_layers --steps 2 --warmup 1 \
       --kernels --profile-step --out "$OUT"
     ;;
+  memory)
+    part memory 200 benchmarks/trainer_profile.py --device cuda --backends compiled --micro-batch 64 --steps 1 \
+      --warmup 1 --memory --out "$OUT/memory"
+    ;;
   credit)
     part credit 200 benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --shapley-K 4,8,16,32 --json "$OUT/credit.json"
     ;;
@@ -45,7 +50,7 @@ case "${1:-}" in
     part big_lora 300 benchmarks/big_model_bench.py --shapes 7B,32B --lora 16 --steps 1 --warmup 1 --out "$OUT/big_lora.json"
     ;;
   *)
-    sed -n '2,13p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import tempfile
 import time
@@ -147,6 +148,61 @@ def step_kernels(trainer: Any) -> dict[str, Any]:
     return profile_kernels(trainer.step)
 
 
+def memory_at_peak(trainer: Any, path: Path, top: int = 12) -> dict[str, Any]:
+    """One step with the CUDA allocator's history recorded. The snapshot goes to ``path`` (drag it
+    onto https://pytorch.org/memory_viz); returned: the bytes alive before the step and, at the
+    step's peak, the allocations the step made that were still alive, grouped by where they were made
+    (see :func:`peak_allocations`)."""
+    import torch
+
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.memory._record_memory_history(max_entries=2_000_000)
+    try:
+        trainer.step()
+        torch.cuda.synchronize()
+        snapshot = torch.cuda.memory._snapshot()
+    finally:
+        torch.cuda.memory._record_memory_history(enabled=None)
+    path.write_bytes(pickle.dumps(snapshot))
+    return peak_allocations(snapshot, before, top)
+
+
+def _where(frames: list[dict[str, Any]]) -> str:
+    """The first frame outside torch (the model's or credo's line that asked for the memory)."""
+    for frame in frames:
+        if "/torch/" not in frame["filename"] and "<" not in frame["filename"]:
+            return f"{Path(frame['filename']).name}:{frame['line']} {frame['name']}"
+    return "torch internals"
+
+
+def peak_allocations(snapshot: dict[str, Any], before: int, top: int = 12) -> dict[str, Any]:
+    """Replay the allocator trace of ``snapshot`` from ``before`` bytes alive: the peak, and the live
+    allocations made during the trace at the peak, summed by :func:`_where` (largest first)."""
+    live: dict[int, tuple[int, str]] = {}
+    current = peak = before
+    at_peak: dict[int, tuple[int, str]] = {}
+    for trace in snapshot.get("device_traces", []):
+        for event in trace:
+            if event["action"] == "alloc":
+                live[event["addr"]] = (event["size"], _where(event.get("frames", [])))
+                current += event["size"]
+            elif event["action"] == "free_completed":
+                live.pop(event["addr"], None)
+                current -= event["size"]
+            if current > peak:
+                peak, at_peak = current, dict(live)
+    by_place: dict[str, int] = defaultdict(int)
+    for size, place in at_peak.values():
+        by_place[place] += size
+    ranked = sorted(by_place.items(), key=lambda item: -item[1])[:top]
+    return {
+        "before_GiB": before / 2**30,
+        "peak_GiB": peak / 2**30,
+        "top_at_peak": [{"where": place, "GiB": size / 2**30} for place, size in ranked],
+    }
+
+
 def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     from credo.llm.trainer import Trainer
 
@@ -183,6 +239,10 @@ def profile_backend(backend: str, args: argparse.Namespace, model_dir: Path) -> 
         out["kernels"] = kernel_share(trainer)
     if args.profile_step and args.device == "cuda":
         out["step_kernels"] = step_kernels(trainer)
+    if args.memory and args.device == "cuda":
+        out["memory"] = memory_at_peak(
+            trainer, Path(args.out or "runs/trainer_profile") / f"memory_{backend}.pickle"
+        )
     return out
 
 
@@ -221,6 +281,14 @@ def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> s
             ]
             lines.append("top host operators (self time):")
             lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_host_ops"]]
+    for r in results:
+        if "memory" in r:
+            m = r["memory"]
+            lines.append(
+                f"\n{r['backend']} memory: {m['before_GiB']:.2f} GiB alive before the step, peak "
+                f"{m['peak_GiB']:.2f} GiB; at the peak, allocated during the step:"
+            )
+            lines += [f"- {t['where']}: {t['GiB']:.3f} GiB" for t in m["top_at_peak"]]
     if bound:
         lines.append(
             f"\nlower bound per step {bound['step_s'] * 1e3:.1f} ms (decode {bound['decode_s'] * 1e3:.1f} ms, "
@@ -258,6 +326,9 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true", help="also profile one rollout's kernels")
     parser.add_argument(
         "--profile-step", action="store_true", help="also profile one whole step (kernels and host operators)"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="also record one step's allocations: what is alive at the peak"
     )
     args = parser.parse_args()
     apply_device_defaults(args)
