@@ -259,21 +259,17 @@ def markdown(results: list[dict[str, Any]], bound: dict[str, float] | None) -> s
         peak = f"{r['peak_GiB']:.2f} GiB" if "peak_GiB" in r else "-"
         lines.append(f"| {r['backend']} | {r['step_s']:.3f} | {peak} | " + " | ".join(cells) + " |")
     for r in results:
-        if "kernels" in r:
-            k = r["kernels"]
-            lines.append(
-                f"\n{r['backend']} rollout under the profiler: {k['wall_s']:.3f} s wall, "
-                f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels: the GPU is busy "
-                f"{100 * k['gpu_busy_share']:.0f}% of the rollout"
-            )
-            lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
+        for key, what in (("kernels", "rollout"), ("step_kernels", "whole step")):
+            if key in r:
+                k = r[key]
+                lines.append(
+                    f"\n{r['backend']} {what} under the profiler: {k['wall_s']:.3f} s wall, "
+                    f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels (the GPU busy "
+                    f"{100 * k['gpu_busy_share']:.0f}% of it); top kernels:"
+                )
+                lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
         if "step_kernels" in r:
             k = r["step_kernels"]
-            lines.append(
-                f"\n{r['backend']} whole step under the profiler: {k['wall_s']:.3f} s wall, "
-                f"{k['kernel_s']:.3f} s in {k['kernel_launches']} kernels; top kernels:"
-            )
-            lines += [f"- {t['name']}: {t['ms']:.1f} ms in {t['calls']} calls" for t in k["top_kernels"]]
             lines.append("phases under the profiler (GPU time of their kernels against their host time):")
             lines += [
                 f"- {name}: {p['gpu_ms']:.1f} ms GPU in {p['host_ms']:.1f} ms ({p['calls']} calls)"
