@@ -12,7 +12,13 @@ from torch._dynamo.utils import counters
 
 from credo.llm import toy
 from credo.llm.config import config_from_dict
-from credo.llm.models import compile_decoder_layers, enable_gradient_checkpointing
+from credo.llm.critic import ValueModel
+from credo.llm.models import (
+    AdapterFreeReference,
+    compile_decoder_layers,
+    compile_run_layers,
+    enable_gradient_checkpointing,
+)
 from credo.llm.tiny import build_tiny_model, tiny_model_config
 from credo.llm.trainer import Trainer
 
@@ -96,4 +102,20 @@ def test_trainer_trains_with_compiled_layers_and_the_graph_backend() -> None:
     policy_layers = [m for m in trainer.model.modules() if type(m).__name__ == "Qwen2DecoderLayer"]
     reference_layers = [m for m in trainer.reference.modules() if type(m).__name__ == "Qwen2DecoderLayer"]
     assert all("forward" in vars(m) for m in policy_layers)  # compiled in place
-    assert not any("forward" in vars(m) for m in reference_layers)
+    assert all("forward" in vars(m) for m in reference_layers)  # the reference copy's own compile
+    assert all(p.forward is not r.forward for p, r in zip(policy_layers, reference_layers))
+
+
+def test_compile_run_layers_covers_a_separate_reference_and_critic_once() -> None:
+    policy = _model()
+    reference = copy.deepcopy(policy)
+    critic = ValueModel(32, backbone=copy.deepcopy(policy.model))
+    compile_run_layers(policy, reference, critic, checkpointing=True)
+    layers = [
+        [m for m in model.modules() if type(m).__name__ == "Qwen2DecoderLayer"]
+        for model in (policy, reference, critic.backbone)
+    ]
+    assert all(len(group) == 2 and all(m._credo_compiled for m in group) for group in layers)
+    forwards = [m.forward for m in layers[0]]
+    compile_run_layers(policy, AdapterFreeReference(policy), None, checkpointing=True)  # shared: kept
+    assert [m.forward for m in layers[0]] == forwards

@@ -211,8 +211,8 @@ class TrainConfig:
 
     ``compile_layers``: compile each decoder layer of the policy with ``torch.compile`` (fused kernels
     in every pass; with ``gradient_checkpointing`` the checkpoint runs inside the compiled layer: see
-    :func:`credo.llm.models.compile_decoder_layers`) for the passes without a KV cache (update,
-    reference, critic); sampling runs the layers uncompiled (``rollout.compile_decode`` compiles the
+    :func:`credo.llm.models.compile_run_layers`: the policy's, a separate reference's and critic's)
+    for the passes without a KV cache (update, reference, critic); sampling runs the layers uncompiled (``rollout.compile_decode`` compiles the
     decode step); a one-off compile at the first forward pass."""
 
     model: ModelConfig = field(default_factory=ModelConfig)

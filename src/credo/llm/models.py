@@ -317,8 +317,23 @@ def compile_decoder_layers(model: Any, checkpointing: bool) -> int:
             f"(looked for the classes in its _no_split_modules: {sorted(names)})"
         )
     for layer in layers:
-        layer.forward = _compiled_layer_forward(layer.forward, checkpointing)
+        if not getattr(layer, "_credo_compiled", False):  # a layer shared with a model compiled before
+            layer.forward = _compiled_layer_forward(layer.forward, checkpointing)
+            layer._credo_compiled = True
     return len(layers)
+
+
+def compile_run_layers(policy: Any, reference: Any, critic: Any, checkpointing: bool) -> None:
+    """``compile_layers`` for a run: the policy's decoder layers (checkpointed inside the compile
+    with ``checkpointing``), and those of a separate reference copy and of a separate critic's
+    backbone, which never checkpoint (the reference runs without gradients; the critic is not
+    checkpointed). A LoRA reference is the policy itself with its adapters off: already compiled."""
+    compile_decoder_layers(policy, checkpointing)
+    if isinstance(reference, nn.Module):
+        compile_decoder_layers(reference, checkpointing=False)
+    backbone = getattr(critic, "backbone", None)
+    if backbone is not None:
+        compile_decoder_layers(backbone, checkpointing=False)
 
 
 def _compiled_layer_forward(forward: Callable[..., Any], checkpointing: bool) -> Callable[..., Any]:

@@ -55,7 +55,7 @@ from credo.llm.models import (
     attention_kernels,
     autocast,
     check_estimator_needs,
-    compile_decoder_layers,
+    compile_run_layers,
     enable_gradient_checkpointing,
     find_checkpoint,
     keep_lora_base,
@@ -264,7 +264,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.critic, cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         if cfg.compile_layers:  # after the reference and critic copies; checkpoints inside the compile
-            compile_decoder_layers(self.model, checkpointing=cfg.gradient_checkpointing)
+            compile_run_layers(self.model, self.reference, self.critic, cfg.gradient_checkpointing)
         elif cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         if self.critic is not None:
