@@ -209,11 +209,12 @@ class TrainConfig:
     keys; ``"force"`` resumes anyway with this config's values (the differences are logged);
     ``false`` starts afresh (the old logs are moved to ``*.old``).
 
-    ``compile_layers``: compile each decoder layer of the policy with ``torch.compile`` (fused kernels
-    in every pass; with ``gradient_checkpointing`` the checkpoint runs inside the compiled layer: see
-    :func:`credo.llm.models.compile_run_layers`: the policy's, a separate reference's and critic's)
-    for the passes without a KV cache (update, reference, critic); sampling runs the layers uncompiled (``rollout.compile_decode`` compiles the
-    decode step); a one-off compile at the first forward pass."""
+    ``compile_layers``: compile each decoder layer with ``torch.compile``, the policy's and those of
+    a separate reference and critic (:func:`credo.llm.models.compile_run_layers`), for the passes
+    without a KV cache (update, reference, critic): fused kernels, and with
+    ``gradient_checkpointing`` the checkpoint inside the compiled layer. Sampling runs the layers
+    uncompiled (``rollout.compile_decode`` compiles the decode step). A one-off compile at the first
+    forward pass."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)

@@ -29,8 +29,8 @@ FSDP gathering into fresh storage).
 
 transformers internals relied on (read in 5.17 and 5.25): ``StaticCache(config=, max_cache_len=)``
 and its ``update(key_states, value_states, layer_idx, ...)`` (subclassed to store keys and values
-in one dtype under autocast), whose layers allocate lazily on the first update and write at an in-place device counter
-(``cumulative_length``), ``reset()`` in place; ``create_causal_mask`` returning a 4-D mask unchanged;
+in one dtype under autocast), whose layers allocate lazily on the first update and write at an
+in-place device counter (``cumulative_length``), ``reset()`` in place; ``create_causal_mask`` returning a 4-D mask unchanged;
 the cache keyword (``cache`` from 5.18, ``past_key_values`` before), found from the forward's
 signature; ``AttentionInterface.register`` and the attention lookup by ``config._attn_implementation``
 at each forward (switched for the decode steps, restored after).
@@ -54,8 +54,7 @@ from credo.llm.rollout import (
     RolloutBatch,
     check_sampling,
     completion_mask_from_ids,
-    encode_prompts,
-    eos_token_ids,
+    encode_groups,
     rollout_batch,
 )
 
@@ -483,11 +482,9 @@ def sample_completions_graph(
     decoder = decoder if decoder is not None else GraphDecoder()
     impl, keyword = _attention_implementation(model), _cache_keyword(model)
 
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, pad_to_multiple_of)
-    prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
-    prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
-    eos = eos_token_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    prompt_ids, prompt_mask, eos, pad = encode_groups(
+        model, tokenizer, prompts, group_size, pad_to_multiple_of
+    )
     batch, prompt_len = prompt_ids.shape
     extra = -prompt_len % max(prompt_bucket, 1)
     ids = F.pad(prompt_ids, (extra, 0), value=pad)

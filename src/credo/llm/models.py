@@ -227,13 +227,18 @@ class AdapterFreeReference:
             return self.policy(*args, **kwargs)
 
 
+def _trainable_names(model: Any) -> set[str]:
+    """The names of ``model``'s trainable parameters (with LoRA: the adapters')."""
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
 def policy_state(model: Any) -> dict[str, torch.Tensor]:
     """What a checkpoint keeps of the policy: its whole state dict, or with LoRA only the adapters'
     (trainable) tensors; the frozen base is restored from where it came from (:func:`keep_lora_base`)."""
     state = model.state_dict()
     if not is_lora(model):
         return state
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    trainable = _trainable_names(model)
     return {name: value for name, value in state.items() if name in trainable}
 
 
@@ -243,7 +248,7 @@ def load_policy_state(model: Any, state: dict[str, torch.Tensor]) -> None:
     if not is_lora(model):
         model.load_state_dict(state)
         return
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    trainable = _trainable_names(model)
     mismatch = ValueError(
         "the checkpoint's policy does not hold this run's LoRA adapters (was it saved by a run with "
         "another model.lora setting, or without LoRA?)"
@@ -267,7 +272,7 @@ def keep_lora_base(
     if not (output_dir and is_lora(model)):
         return
     path = Path(output_dir) / "lora_base.pt"
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    trainable = _trainable_names(model)
     if resumed:
         if path.exists():
             base = torch.load(path, map_location=device, weights_only=True)
@@ -301,10 +306,11 @@ def compile_decoder_layers(model: Any, checkpointing: bool) -> int:
     update that is launch-bound at small micro-batches. Why not transformers' own checkpointing:
     ``torch.utils.checkpoint`` disables dynamo inside it, so a compiled layer under it runs eagerly.
     The checkpoint runs only with gradients enabled (the reference pass runs the plain compiled
-    layer); calls with a KV cache (sampling) run the layer uncompiled; and dynamo is told not to replay the forward's side effects in backward
-    (transformers' kernel-hub wrapper sets a context variable in the attention: harmless to skip,
-    and without it the checkpoint breaks the graph). Call this after every copy of the model is made
-    (reference, critic): a deep copy would keep calling the original layers' compiled forwards.
+    layer); calls with a KV cache (sampling) run the layer uncompiled; and dynamo is told not to
+    replay the forward's side effects in backward (transformers' kernel-hub wrapper sets a context
+    variable in the attention: harmless to skip, and without it the checkpoint breaks the graph).
+    Call this after every copy of the model is made (reference, critic): a deep copy would keep
+    calling the original layers' compiled forwards.
 
     Raises:
         ValueError: the model names no decoder-layer class, or none is found in it.

@@ -357,6 +357,24 @@ def encode_prompts(
     return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
 
 
+def encode_groups(
+    model: Any, tokenizer: Any, prompts: Sequence[str], group_size: int, pad_to_multiple_of: int | None
+) -> tuple[Tensor, Tensor, list[int], int]:
+    """What a sampler starts from: the left-padded prompt ids and mask ``[N G, P]``, each prompt
+    repeated ``group_size`` times (rows prompt-major, on the model's device), the EOS ids and the pad
+    id (the tokenizer's, else the first EOS)."""
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, pad_to_multiple_of)
+    eos = eos_token_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    return (
+        prompt_ids.repeat_interleave(group_size, dim=0),
+        prompt_mask.repeat_interleave(group_size, dim=0),
+        eos,
+        pad,
+    )
+
+
 def check_sampling(group_size: int, temperature: float) -> None:
     """A ValueError naming the argument when a sampler's ``group_size`` or ``temperature`` is invalid."""
     if group_size < 1:
@@ -387,12 +405,9 @@ def sample_completions(
     from transformers import GenerationConfig, LogitsProcessorList
 
     check_sampling(group_size, temperature)
-    device = next(model.parameters()).device
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device, pad_to_multiple_of)
-    prompt_ids = prompt_ids.repeat_interleave(group_size, dim=0)
-    prompt_mask = prompt_mask.repeat_interleave(group_size, dim=0)
-    eos = eos_token_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    prompt_ids, prompt_mask, eos, pad = encode_groups(
+        model, tokenizer, prompts, group_size, pad_to_multiple_of
+    )
     gen_config = GenerationConfig(
         do_sample=True,
         temperature=1.0,
