@@ -22,6 +22,8 @@ from credo.llm.models import (
 from credo.llm.tiny import build_tiny_model, tiny_model_config
 from credo.llm.trainer import Trainer
 
+from .configs import SMALL_MODEL
+
 pytestmark = pytest.mark.slow
 
 
@@ -79,7 +81,7 @@ def test_trainer_trains_with_compiled_layers_and_the_graph_backend() -> None:
     torch._dynamo.reset()
     config = config_from_dict(
         {
-            "model": {"hidden_size": 32, "num_heads": 2, "num_layers": 2, "context_length": 64},
+            "model": SMALL_MODEL,
             "rollout": {
                 "group_size": 4,
                 "prompts_per_step": 2,

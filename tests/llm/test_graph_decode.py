@@ -16,6 +16,8 @@ from credo.llm.graph_decode import GraphDecoder, grouped_decode_attention, sampl
 from credo.llm.rollout import completion_logits, completion_mask_from_ids, sequence_logprobs
 from credo.llm.tiny import build_char_tokenizer, build_tiny_model, tiny_model_config
 
+from .configs import SMALL_MODEL
+
 
 def _small_vocab(
     arch: str = "qwen2", attention: str = "sdpa", kv_heads: int | None = None
@@ -148,7 +150,7 @@ def test_trainer_runs_with_the_graph_backend(precision: str) -> None:
 
     config = config_from_dict(
         {
-            "model": {"hidden_size": 32, "num_heads": 2, "num_layers": 2, "context_length": 64},
+            "model": SMALL_MODEL,
             "rollout": {"group_size": 4, "prompts_per_step": 2, "max_new_tokens": 6, "backend": "graph"},
             "optim": {"lr": 1e-3, "micro_batch_size": 4},
             "precision": precision,

@@ -23,9 +23,10 @@ from credo.llm.models import AdapterFreeReference
 from credo.llm.rollout import RolloutBatch, sequence_logprobs
 from credo.llm.trainer import Trainer
 
+from .configs import SMALL_MODEL, config_with
+
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated")
 
-SMALL_MODEL = {"hidden_size": 32, "num_heads": 2, "num_layers": 2, "context_length": 64}
 PROMPTS = ["ab", "cd"]
 
 
@@ -41,12 +42,7 @@ def _config(lora: dict[str, Any] | None = None, **sections: Any) -> Any:
         "progress": False,
         "tensorboard": False,
     }
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return config_from_dict(data)
+    return config_with(data, **sections)
 
 
 def _logp(model: Any, batch: RolloutBatch, temperature: float = 1.0) -> torch.Tensor:

@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from credo.llm.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from credo.llm.config import config_from_dict
 from credo.llm.trainer import Trainer
+
+from .configs import config_with
 
 PROMPTS = ["ab", "cd"]
 
@@ -33,12 +34,7 @@ def _config(out: Path, **top: Any) -> Any:
         "progress": False,
         "tensorboard": False,
     }
-    for key, value in top.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return config_from_dict(data)
+    return config_with(data, **top)
 
 
 def _train(out: Path, **top: Any) -> Trainer:

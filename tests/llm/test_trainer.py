@@ -13,12 +13,11 @@ import torch
 
 from credo.credit import ESTIMATORS
 from credo.llm import toy
-from credo.llm.config import config_from_dict
 from credo.llm.rewards import CandidateScores, candidate_reward
 from credo.llm.rollout import sequence_logprobs
 from credo.llm.trainer import Trainer
 
-SMALL_MODEL = {"hidden_size": 32, "num_heads": 2, "num_layers": 2, "context_length": 64}
+from .configs import SMALL_MODEL, config_with
 
 
 def spread_reward(prompts: list[str], completions: list[str], **meta: Any) -> list[float]:
@@ -42,17 +41,12 @@ def chunk_candidates(prompts: list[str], completions: list[str], **meta: Any) ->
 
 def _config(**sections: Any) -> Any:
     data: dict[str, Any] = {
-        "model": dict(SMALL_MODEL),
+        "model": SMALL_MODEL,
         "rollout": {"group_size": 4, "prompts_per_step": 2, "max_new_tokens": 6},
         "optim": {"lr": 1e-4, "micro_batch_size": 4},
         "progress": False,
     }
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return config_from_dict(data)
+    return config_with(data, **sections)
 
 
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))

@@ -37,6 +37,7 @@ from credo.llm.rollout import (
 )
 from credo.llm.trainer import Trainer
 
+from .configs import SMALL_MODEL
 from .test_losses import _loss_config  # the same loss settings as the micro-batching test
 
 ATOL, RTOL = 1e-5, 1e-5
@@ -247,7 +248,7 @@ def test_untrimmable_micro_batch_loss_is_bit_identical(
 def test_trainer_orders_rows_within_mini_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     config = config_from_dict(
         {
-            "model": {"hidden_size": 32, "num_heads": 2, "num_layers": 2, "context_length": 64},
+            "model": SMALL_MODEL,
             "rollout": {"group_size": 4, "prompts_per_step": 2, "max_new_tokens": 8},
             "loss": {"policy_loss": "ppo_clip", "epochs": 2, "kl_beta": 0.05},
             "optim": {"lr": 1e-3, "micro_batch_size": 2, "mini_batches": 2},
