@@ -19,7 +19,11 @@ checks and finiteness assert).
 
 ``--shapley-K`` adds rows for ``shapley_max`` on ``--shapley-sets`` sets: the sort form beside the
 sort-free dense form and the same formula fused in one Triton kernel (on CUDA with Triton installed,
-K <= 32; None elsewhere), with the same bound (read the scores, write the values).
+K <= 32; None elsewhere), with the same bound (read the scores, write the values): each Triton
+algorithm (``auto`` is what ``shapley_max(method="triton")`` runs), and with ``--shapley-warps 1,2,4,8``
+each of them launched with each number of warps.
+
+    python benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --cases 256x2048 --shapley-K 4,8,16,32
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import torch
 from credo.credit import _triton_scan, _triton_shapley, gae, lambda_returns
 from credo.credit.scan import triton_available
 from credo.credit.shapley import DENSE_MAX_PLAYERS, TRITON_MAX_PLAYERS, shapley_max
+
+TRITON_ALGORITHMS = _triton_shapley.ALGORITHMS  # "auto": what shapley_max(method="triton") runs
 
 
 def gae_loop(rewards, values, next_values, dones, terminated, gamma: float, lam: float) -> torch.Tensor:
@@ -131,8 +137,11 @@ def bench_case(
 
 
 def bench_shapley(
-    K: int, sets: int, device: torch.device, repeats: int, peak_gbs: float | None
+    K: int, sets: int, device: torch.device, repeats: int, peak_gbs: float | None, warps: tuple[int, ...] = ()
 ) -> dict[str, object]:
+    """One row: each method on ``sets`` sets of K players, its time, GB/s and ratio to the bound; the
+    Triton algorithms with their default launch and, as ``triton_<algorithm>_w<n>``, with each
+    number of warps in ``warps``."""
     g = torch.Generator(device="cpu").manual_seed(K)
     scores = (torch.rand(sets, K, generator=g) * 10).floor().div(10).to(device)  # ties, zeros
     bytes_moved = 2 * scores.numel() * scores.element_size()
@@ -150,24 +159,29 @@ def bench_shapley(
         )
     triton_runs = device.type == "cuda" and _triton_shapley.AVAILABLE and K <= TRITON_MAX_PLAYERS
     phi_triton: dict[str, torch.Tensor] = {}
-    for algorithm in ("pairs", "network"):  # the Triton kernel's two algorithms (auto picks by K)
-        times[f"triton_{algorithm}"] = None
-        if triton_runs:
+    for algorithm in TRITON_ALGORITHMS:  # the Triton kernel's algorithms (auto picks by K)
+        for num_warps in (None, *warps) if algorithm != "auto" else (None,):
+            name = f"triton_{algorithm}" if num_warps is None else f"triton_{algorithm}_w{num_warps}"
+            times[name] = None
+            # the pairs kernel unrolls K^2 comparisons (minutes to compile at K=32): only up to K=16
+            if triton_runs and (algorithm != "pairs" or K <= 16):
 
-            def run(algorithm: str = algorithm) -> torch.Tensor:
-                return _triton_shapley.shapley_max(scores, None, torch.float32, algorithm=algorithm)
+                def run(algorithm: str = algorithm, num_warps: int | None = num_warps) -> torch.Tensor:
+                    return _triton_shapley.shapley_max(
+                        scores, None, torch.float32, num_warps=num_warps, algorithm=algorithm
+                    )
 
-            times[f"triton_{algorithm}"], phi_triton[algorithm] = timed(run, device, repeats)
+                times[name], phi_triton[name] = timed(run, device, repeats)
     for method, ms in times.items():
         row[f"{method}_ms"] = None if ms is None else round(ms, 4)
-    for method in ("dense", "triton_pairs", "triton_network"):
-        ms = times[method]
-        row[f"{method}_GB_per_s"] = None if ms is None else round(bytes_moved / (ms * 1e-3) / 1e9, 1)
+    for method, ms in times.items():
+        if method != "sort":
+            row[f"{method}_GB_per_s"] = None if ms is None else round(bytes_moved / (ms * 1e-3) / 1e9, 1)
     row["max_abs_diff_dense_vs_sort"] = (
         None if phi_dense is None else float((phi_dense - phi_sort).abs().max())
     )
-    for algorithm, phi in phi_triton.items():
-        row[f"max_abs_diff_triton_{algorithm}_vs_sort"] = float((phi - phi_sort).abs().max())
+    for name, phi in phi_triton.items():
+        row[f"max_abs_diff_{name}_vs_sort"] = float((phi - phi_sort).abs().max())
     if peak_gbs:
         bound_ms = bytes_moved / (peak_gbs * 1e9) * 1e3
         row["bound_ms"] = round(bound_ms, 4)
@@ -197,7 +211,13 @@ def main() -> None:
         "--shapley-K", default="", help="comma-separated K for shapley_max rows (e.g. 4,8,16)"
     )
     parser.add_argument("--shapley-sets", type=int, default=10_000_000)
+    parser.add_argument(
+        "--shapley-warps",
+        default="",
+        help="comma-separated num_warps to sweep for each Triton algorithm (e.g. 1,2,4,8)",
+    )
     args = parser.parse_args()
+    warps = tuple(int(n) for n in args.shapley_warps.split(",") if n)
     device = torch.device(args.device)
     if args.cases:
         cases = [tuple(int(n) for n in case.split("x")) for case in args.cases.split(",")]
@@ -206,7 +226,7 @@ def main() -> None:
     rows = [bench_case(B, T, device, args.repeats, args.peak_gbs, args.queued) for B, T in cases]
     print_rows(rows)
     shapley_rows = [
-        bench_shapley(int(K), args.shapley_sets, device, args.repeats, args.peak_gbs)
+        bench_shapley(int(K), args.shapley_sets, device, args.repeats, args.peak_gbs, warps)
         for K in args.shapley_K.split(",")
         if K
     ]

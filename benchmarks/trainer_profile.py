@@ -157,7 +157,7 @@ def memory_at_peak(trainer: Any, path: Path, top: int = 12) -> dict[str, Any]:
 
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
-    torch.cuda.memory._record_memory_history(max_entries=2_000_000)
+    torch.cuda.memory._record_memory_history(stacks="python", max_entries=2_000_000)
     try:
         trainer.step()
         torch.cuda.synchronize()
@@ -168,12 +168,26 @@ def memory_at_peak(trainer: Any, path: Path, top: int = 12) -> dict[str, Any]:
     return peak_allocations(snapshot, before, top)
 
 
+# frames skipped when attributing memory: torch itself (matched by its package path: a venv may sit
+# under a directory named torch) and the files torch.compile generates
+_GENERATED_OR_TORCH = ("site-packages/torch/", "inductor")
+
+
 def _where(frames: list[dict[str, Any]]) -> str:
-    """The first frame outside torch (the model's or credo's line that asked for the memory)."""
-    for frame in frames:
-        if "/torch/" not in frame["filename"] and "<" not in frame["filename"]:
-            return f"{Path(frame['filename']).name}:{frame['line']} {frame['name']}"
-    return "torch internals"
+    """The first Python frame outside torch (the model's or credo's line that asked for the memory),
+    and the first credo frame below it when that is another line. C++ frames, which a snapshot may
+    interleave, and the files torch.compile generates are skipped."""
+    kept = [
+        frame
+        for frame in frames
+        if frame["filename"].endswith(".py")
+        and not any(part in frame["filename"] for part in _GENERATED_OR_TORCH)
+    ]
+    if not kept:
+        return "torch internals"
+    places = [f"{Path(frame['filename']).name}:{frame['line']} {frame['name']}" for frame in kept]
+    credo = next((place for frame, place in zip(kept, places) if "/credo/" in frame["filename"]), places[0])
+    return places[0] if credo == places[0] else f"{places[0]} (from {credo})"
 
 
 def peak_allocations(snapshot: dict[str, Any], before: int, top: int = 12) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def _interpreter_shapley_checks() -> None:
             scores, present = _case(K, (7, 5), dtype, seed=K)
             for mask in (None, present):
                 _check_against_sort(shapley_max(scores, mask, method="triton"), scores, mask)
-                for algorithm in ("pairs", "network"):  # both kernels, whichever auto picks
+                for algorithm in ("pairs", "network", "network_tile"):  # every kernel, whichever auto picks
                     got = _triton_shapley.shapley_max(scores, mask, dtype, algorithm=algorithm)
                     _check_against_sort(got, scores, mask)
         if K <= 10:  # all 2^K coalitions, float64
@@ -209,7 +209,7 @@ def test_shapley_max_triton_on_cuda(K: int, dtype: torch.dtype) -> None:
         got = shapley_max(scores, mask, method="triton")
         _check_against_sort(got, scores, mask)
         assert torch.equal(shapley_max(scores, mask), got)  # auto picks it on CUDA
-        for algorithm in ("pairs", "network"):
+        for algorithm in ("pairs", "network", "network_tile") if K <= 17 else ("network", "network_tile"):
             _check_against_sort(
                 _triton_shapley.shapley_max(scores, mask, dtype, algorithm=algorithm), scores, mask
             )

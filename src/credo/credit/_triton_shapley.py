@@ -1,4 +1,4 @@
-"""Triton kernel for the Shapley values of the max game, sort-free (imported by shapley.py).
+"""Triton kernels for the Shapley values of the max game (imported by shapley.py).
 
 Runs on CUDA, or on the CPU under Triton's interpreter (``TRITON_INTERPRET=1`` set before this module
 is imported; slow, for tests). The formula is :func:`credo.credit.shapley.shapley_max_dense`'s:
@@ -8,29 +8,39 @@ is imported; slow, for tests). The formula is :func:`credo.credit.shapley.shaple
 with n_ge(t) the number of present players scoring >= t, c(t) the number scoring exactly t and
 prev(t) the largest present score below t (0 = v(empty) when there is none).
 
-One set per lane: a program takes ``BLOCK = 32 * num_warps`` sets, each lane loads its set's K scores
-into K registers (K is a compile-time constant, the K^2 pairs are unrolled), computes n_ge, c and
-prev per player and then phi, and writes the K values: one read of the scores (and of ``present``),
-one write of phi, no shuffles, no shared memory. Per set about 10 K^2 instructions.
+Both kernels take one set per lane: a program takes ``BLOCK = 32 * num_warps`` sets and each lane
+holds its set's K scores in K registers (K is a compile-time constant, every loop is unrolled).
 
-Measured on an H200, 10M float32 sets, against the bandwidth bound (8 K bytes per set at 4.8 TB/s):
-K=4 0.13 ms (1.9x the bound), K=8 0.49 ms (3.7x), K=16 2.3 ms (8.6x: compute-bound). A first version
-that broadcast ``[BLOCK, KP, KP]`` comparison tiles (KP = next power of two >= K) took 0.48, 5.3 and
-18.6 ms: its reductions across lanes and layout conversions through shared memory dominated.
+* ``algorithm="pairs"`` (``_shapley_max_kernel``), sort-free: n_ge, c and prev per player from the
+  K^2 pairs, then phi; about 10 K^2 instructions per set. (A first version that broadcast
+  ``[BLOCK, KP, KP]`` comparison tiles was 4-8x slower: reductions across lanes and layout changes
+  through shared memory.)
+* ``algorithm="network"`` (``_shapley_max_network_kernel``): sorts each lane's (score, player) pairs
+  with a bitonic network over ``KP = 2^ceil(log2 K)`` registers (KP/2 log KP (log KP + 1)/2
+  compare-exchanges: 80 at K=16, 240 at K=32), then accumulates the sorted closed form
+  ``phi_(m) = sum_{j >= m} (s_j - s_{j+1}) / j`` (``s_{n+1} = 0``; ties get equal values, as the terms
+  between tied scores vanish) and stores each value at its player's column: no pass to undo the sort.
+  It reads a set as K strided loads per lane; ``"network_tile"`` is the same kernel reading and
+  writing ``[BLOCK, KP]`` tiles (coalesced; the tile is split into per-lane registers through shared
+  memory, player ids alongside, so the columns' order does not matter).
 
-A second kernel (``algorithm="network"``, the default above K = 8) sorts each lane's (score, player)
-pairs with a bitonic network unrolled over ``KP = 2^ceil(log2 K)`` registers (KP/2 log KP (log KP + 1)/2
-compare-exchanges: 80 at K=16, 240 at K=32), then accumulates the sorted closed form
-``phi_(m) = sum_{j >= m} (s_j - s_{j+1}) / j`` (``s_{n+1} = 0``; ties get equal values, as the terms
-between tied scores vanish) and stores each value at its player's column: no second pass to undo the
-sort. Its PTX for sm_90 (compiled on the CPU: ``triton.compile`` with a ``GPUTarget``) has 1,847 lines
-at K=16 (114 compares, 398 selects, 16 loads, 16 stores) against the pairs kernel's 4,975, and 4,343
-at K=32 against 20,905 (which takes 92 s to compile on this project's CPU, against 17 s). Measured on
-an H200 (``benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --shapley-K 8,16``, 10M float32
-sets): K=8 0.52 ms against the pairs kernel's 0.53 ms (3.9x the bound), K=16 **1.81 ms against 2.35 ms**
-(6.8x the bound against 8.8x). Far less than the instruction counts promise; our guess, not yet
-profiled: both kernels read and write a set as K strided 4-byte accesses per lane (32 sectors per warp
-instruction), and those memory instructions now bound them. K=32 is not timed yet.
+Measured on an H200, 10M float32 sets, against the bandwidth bound (8 K bytes per set at 4.8 TB/s;
+``benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --shapley-K 4,8,16,32``, raw in
+``docs/results/speed_h200/credit_*.json``):
+
+| K | pairs (4 warps) | network, 4 warps | network, 1 warp | tile, 1 warp | auto | bound |
+|---|---|---|---|---|---|---|
+| 4 | 0.16-0.19 ms | 0.12 ms | 0.22 ms | 0.29 ms | 0.14 ms (2.1x) | 0.067 ms |
+| 8 | 0.52-0.58 ms | 0.42-0.50 ms | 0.20-0.25 ms | 0.27 ms | 0.25 ms (1.9x) | 0.133 ms |
+| 16 | 2.32-2.35 ms | 1.76-1.90 ms | 1.77-1.82 ms | **0.98-1.02 ms** | 1.07 ms (4.0x) | 0.267 ms |
+| 32 | (not timed) | 4.97 ms | 4.93-5.04 ms | 6.5-6.6 ms | 4.93 ms (9.2x) | 0.533 ms |
+
+So ``"auto"`` runs the network kernel, with tile loads for 9 <= K <= 16, with one warp per program
+above K=4 and four up to K=4. What we learnt on the way: the strided loads alone were not the cost
+(tile loads at 4 warps: 1.85 ms against 1.90 at K=16); the tile kernel needs 96-128 registers per
+thread at K=16, and only with one warp per program (many small programs) did the tiles pay. Why one
+warp wins is not profiled. The tile loads were measured before ``_load_lanes`` was split out of the
+kernel (same computation; its PTX differs by 29 lines of 4,314).
 
 Absent players are loaded as NaN: every comparison with a NaN is false, so they drop out of every
 count, max and sum without a mask of their own, and get exactly 0. (A NaN score passed with
@@ -53,8 +63,14 @@ except ImportError:  # pragma: no cover - CPU-only installs
     AVAILABLE = False
 
 MAX_PLAYERS = 32  # a set's K scores live in registers of one lane; beyond 32 use the sort form
-PAIRS_MAX_PLAYERS = 8  # algorithm="auto": the K^2 pairs kernel up to here, the sorting network above
-NUM_WARPS = 4  # with one set per lane: 128 sets per program (measured faster than 256 at K=8, 16)
+# algorithm="auto" (the module docstring's table): the network kernel with tile loads for 9 <= K <= 16,
+# with strided loads otherwise; one warp per program above K=4, four up to K=4
+TILE_PLAYERS = range(9, 17)
+ALGORITHMS = ("auto", "pairs", "network", "network_tile")
+# warps per program (one set per lane: 32 sets per warp) when not given: K=16 tile loads take 0.98 ms
+# with 1 warp against 1.75-1.80 ms with 2-8 warps; K=8 strided 0.20 ms with 1 against 0.42 with 4;
+# K=4 0.116 ms with 4 against 0.22 with 1
+NUM_WARPS = 4
 
 # dtypes the kernel loads as they are (converted to the compute dtype in registers); others are
 # converted on the host first
@@ -137,6 +153,101 @@ if AVAILABLE:
         return new_xs, new_ids
 
     @triton.jit
+    def _split_columns(tile, id_tile, BLOCK: tl.constexpr, KP: tl.constexpr, LOG_KP: tl.constexpr):
+        # [BLOCK, KP] tiles -> two tuples of KP [BLOCK] tensors (halving the last dim LOG_KP times; the
+        # columns come out in bit-reversed order, the same order for both tiles)
+        xs = (tile,)
+        ids = (id_tile,)
+        for level in tl.static_range(LOG_KP):
+            new_xs = ()
+            new_ids = ()
+            for t in tl.static_range(1 << level):
+                even, odd = tl.split(tl.reshape(xs[t], [BLOCK, KP >> (level + 1), 2]))
+                new_xs = new_xs + (even, odd)  # noqa: RUF005
+                even, odd = tl.split(tl.reshape(ids[t], [BLOCK, KP >> (level + 1), 2]))
+                new_ids = new_ids + (even, odd)  # noqa: RUF005
+            xs = new_xs
+            ids = new_ids
+        flat_xs = ()
+        flat_ids = ()
+        for t in tl.static_range(KP):
+            flat_xs = flat_xs + (tl.reshape(xs[t], [BLOCK]),)  # noqa: RUF005
+            flat_ids = flat_ids + (tl.reshape(ids[t], [BLOCK]),)  # noqa: RUF005
+        return flat_xs, flat_ids
+
+    @triton.jit
+    def _join_columns(xs, ids, BLOCK: tl.constexpr, KP: tl.constexpr, LOG_KP: tl.constexpr):
+        # the inverse shape change of _split_columns: two tuples of KP [BLOCK] tensors -> two
+        # [BLOCK, KP] tiles (some column order, the same for both)
+        level_xs = ()
+        level_ids = ()
+        for t in tl.static_range(KP):
+            level_xs = level_xs + (tl.reshape(xs[t], [BLOCK, 1]),)  # noqa: RUF005
+            level_ids = level_ids + (tl.reshape(ids[t], [BLOCK, 1]),)  # noqa: RUF005
+        for level in tl.static_range(LOG_KP):
+            new_xs = ()
+            new_ids = ()
+            for t in tl.static_range(KP >> (level + 1)):
+                joined = tl.join(level_xs[2 * t], level_xs[2 * t + 1])
+                new_xs = new_xs + (tl.reshape(joined, [BLOCK, 2 << level]),)  # noqa: RUF005
+                joined = tl.join(level_ids[2 * t], level_ids[2 * t + 1])
+                new_ids = new_ids + (tl.reshape(joined, [BLOCK, 2 << level]),)  # noqa: RUF005
+            level_xs = new_xs
+            level_ids = new_ids
+        return level_xs[0], level_ids[0]
+
+    @triton.jit
+    def _load_lanes(
+        scores_ptr,
+        present_ptr,
+        phi_ptr,
+        base,
+        row_in,
+        K: tl.constexpr,
+        KP: tl.constexpr,
+        LOG_KP: tl.constexpr,
+        HAS_PRESENT: tl.constexpr,
+        BLOCK: tl.constexpr,
+        TILE_IO: tl.constexpr,
+    ):
+        # each lane's KP (score, player) registers, absent players and padding as -inf, and the number
+        # of present players: K strided loads per lane, or (TILE_IO) one [BLOCK, KP] tile
+        dtype = phi_ptr.dtype.element_ty
+        xs = ()
+        ids = ()
+        n_present = tl.zeros([BLOCK], dtype=tl.int32)
+        if TILE_IO:
+            # the [BLOCK, KP] tile in one coalesced load, then split into KP per-lane registers (the
+            # layout change goes through shared memory); the columns come out permuted, so the player
+            # ids are split alongside: the sort below takes (value, player) pairs in any order
+            columns = tl.arange(0, KP)[None, :]
+            if K == KP:  # a mask constant along the row lets the load be vectorised
+                in_tile = row_in[:, None] & (columns >= 0)
+            else:
+                in_tile = row_in[:, None] & (columns < K)
+            tile = tl.load(scores_ptr + base[:, None] + columns, mask=in_tile, other=0).to(dtype)
+            keep = in_tile & (tile == tile)  # a NaN score counts as absent
+            if HAS_PRESENT:
+                keep = keep & (tl.load(present_ptr + base[:, None] + columns, mask=in_tile, other=0) != 0)
+            n_present = tl.sum(keep.to(tl.int32), axis=1)
+            id_tile = columns + tl.zeros([BLOCK, KP], tl.int32)
+            xs, ids = _split_columns(tl.where(keep, tile, float("-inf")), id_tile, BLOCK, KP, LOG_KP)
+        else:
+            for k in tl.static_range(KP):
+                if k < K:
+                    x = tl.load(scores_ptr + base + k, mask=row_in, other=0).to(dtype)
+                    keep = x == x  # a NaN score counts as absent
+                    if HAS_PRESENT:
+                        keep = keep & (tl.load(present_ptr + base + k, mask=row_in, other=0) != 0)
+                    x = tl.where(keep, x, float("-inf"))
+                    n_present += keep.to(tl.int32)
+                else:
+                    x = tl.full([BLOCK], float("-inf"), dtype)
+                xs = xs + (x,)  # noqa: RUF005 (no starred unpacking in @triton.jit code)
+                ids = ids + (tl.full([BLOCK], k, tl.int32),)  # noqa: RUF005
+        return xs, ids, n_present
+
+    @triton.jit
     def _shapley_max_network_kernel(
         scores_ptr,  # [N, K] any real dtype (contiguous)
         present_ptr,  # [N, K] bool (contiguous; unused unless HAS_PRESENT)
@@ -147,6 +258,7 @@ if AVAILABLE:
         LOG_KP: tl.constexpr,
         HAS_PRESENT: tl.constexpr,
         BLOCK: tl.constexpr,
+        TILE_IO: tl.constexpr,  # load and store [BLOCK, KP] tiles (coalesced) instead of K strided accesses
     ):
         # One set per lane, as above, but sorted in registers by a bitonic network (value, player)
         # pairs, descending, absent players as -inf at the end), then the sorted closed form
@@ -156,21 +268,9 @@ if AVAILABLE:
         row_in = rows < N
         base = rows * K
         dtype = phi_ptr.dtype.element_ty
-        xs = ()
-        ids = ()
-        n_present = tl.zeros([BLOCK], dtype=tl.int32)
-        for k in tl.static_range(KP):
-            if k < K:
-                x = tl.load(scores_ptr + base + k, mask=row_in, other=0).to(dtype)
-                keep = x == x  # a NaN score counts as absent
-                if HAS_PRESENT:
-                    keep = keep & (tl.load(present_ptr + base + k, mask=row_in, other=0) != 0)
-                x = tl.where(keep, x, float("-inf"))
-                n_present += keep.to(tl.int32)
-            else:
-                x = tl.full([BLOCK], float("-inf"), dtype)
-            xs = xs + (x,)  # noqa: RUF005 (no starred unpacking in @triton.jit code)
-            ids = ids + (tl.full([BLOCK], k, tl.int32),)  # noqa: RUF005
+        xs, ids, n_present = _load_lanes(
+            scores_ptr, present_ptr, phi_ptr, base, row_in, K, KP, LOG_KP, HAS_PRESENT, BLOCK, TILE_IO
+        )
         # bitonic sort, descending: merge stages of width 2, 4, .., KP, each in steps of halving strides;
         # lane i meets partner i ^ stride (indices written out where used: a constexpr assigned to a
         # name would be materialised as a tensor, and tuples take constexpr indices only)
@@ -181,6 +281,7 @@ if AVAILABLE:
                         xs, ids = _compare_exchange(xs, ids, i, i ^ ((1 << p) >> q), (i & (2 << p)) == 0, KP)
         # the sorted closed form, from the last position up (position KP - 1 - back)
         acc = tl.zeros([BLOCK], dtype=dtype)
+        phis = ()
         for back in tl.static_range(KP):
             if back > 0:  # the next lower value, or v(empty) = 0 below the last present player
                 following = tl.where(KP - back < n_present, xs[KP - back], 0.0)
@@ -189,7 +290,17 @@ if AVAILABLE:
             present_here = KP - 1 - back < n_present
             acc += tl.where(present_here, (xs[KP - 1 - back] - following) / (KP - back), 0.0)
             column = ids[KP - 1 - back]
-            tl.store(phi_ptr + base + column, tl.where(present_here, acc, 0.0), mask=row_in & (column < K))
+            if TILE_IO:
+                phis = (tl.where(present_here, acc, 0.0),) + phis  # noqa: RUF005 (sorted order)
+            else:
+                tl.store(
+                    phi_ptr + base + column, tl.where(present_here, acc, 0.0), mask=row_in & (column < K)
+                )
+        if TILE_IO:  # back into one [BLOCK, KP] tile (columns permuted), scattered within each row
+            phi_tile, column_tile = _join_columns(phis, ids, BLOCK, KP, LOG_KP)
+            tl.store(
+                phi_ptr + base[:, None] + column_tile, phi_tile, mask=row_in[:, None] & (column_tile < K)
+            )
 
 
 def interpreting() -> bool:
@@ -202,7 +313,7 @@ def shapley_max(
     present: Tensor | None,
     dtype: torch.dtype,
     block: int | None = None,
-    num_warps: int = NUM_WARPS,
+    num_warps: int | None = None,
     algorithm: str = "auto",
 ) -> Tensor:
     """Max-game Shapley values of ``scores: [..., K]`` (checked by the caller), in one kernel launch.
@@ -216,8 +327,9 @@ def shapley_max(
         algorithm: ``"pairs"``, the sort-free K^2 comparisons (``_shapley_max_kernel``, about 10 K^2
             instructions per set), ``"network"``, a bitonic sorting network in registers and the
             sorted closed form (``_shapley_max_network_kernel``, about 5 K log^2 K; NaN and -inf
-            scores count as absent), or ``"auto"``: pairs for K <= ``PAIRS_MAX_PLAYERS``, network
-            above (see the module docstring for what is measured and what is not).
+            scores count as absent), ``"network_tile"``, the same with coalesced tile loads and
+            stores, or ``"auto"``: network_tile for K in ``TILE_PLAYERS``, network otherwise (the
+            module docstring has the measurements behind the choice and the default ``num_warps``).
 
     Returns:
         phi: ``[..., K]`` in ``dtype``.
@@ -225,8 +337,8 @@ def shapley_max(
     if not AVAILABLE:
         raise RuntimeError("shapley_max(method='triton') needs Triton, which is not installed")
     K = scores.shape[-1]
-    if algorithm not in ("auto", "pairs", "network"):
-        raise ValueError(f"algorithm must be 'auto', 'pairs' or 'network', got {algorithm!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if K > MAX_PLAYERS:
         raise ValueError(f"the Triton kernel takes K <= {MAX_PLAYERS} players, got K={K}; use 'sort'")
     if scores.device.type != "cuda" and not interpreting():
@@ -242,14 +354,18 @@ def shapley_max(
     scores = scores.contiguous()  # returns the tensor itself when it already is
     if present is not None:
         present = present.contiguous()
+    if algorithm == "auto":
+        algorithm = "network_tile" if K in TILE_PLAYERS else "network"
+    if num_warps is None:
+        num_warps = 1 if algorithm != "pairs" and K > 4 else NUM_WARPS
     rows = block or 32 * num_warps
     grid = (triton.cdiv(N, rows),)
     mask = scores if present is None else present
-    if algorithm == "network" or (algorithm == "auto" and K > PAIRS_MAX_PLAYERS):
+    if algorithm in ("network", "network_tile"):
         log_kp = max(K - 1, 0).bit_length()
         _shapley_max_network_kernel[grid](
             scores, mask, phi, N, K=K, KP=1 << log_kp, LOG_KP=log_kp, HAS_PRESENT=present is not None,
-            BLOCK=rows, num_warps=num_warps,
+            BLOCK=rows, TILE_IO=algorithm == "network_tile", num_warps=num_warps,
         )  # fmt: skip
     else:
         _shapley_max_kernel[grid](

@@ -100,11 +100,10 @@ def shapley_max(
     the bandwidth bound: read 4 bytes x K and write 4 bytes x K per set at 4.8 TB/s, 0.13 ms at K=8):
     a GPU sorts short rows slowly (sort: 62-72 ms for K=4..32), and the torch dense form, sort-free but
     materialising ``[N, K, K]`` comparisons in memory, takes 9 ms at K=4, 34 ms at K=8, 131 ms at
-    K=16 and 522 ms at K=32. The Triton kernel keeps a set's comparisons in one lane's registers (one
-    read of the scores, one write of phi): 0.13 ms at K=4 (1.9x the bound), 0.49 ms at K=8 (3.7x),
-    2.3 ms at K=16 (8.6x; there it is compute-bound, about 10 K^2 instructions per set). Above K=8 the
-    kernel sorts each lane's scores with a bitonic network in registers instead (about 5 K log^2 K
-    instructions): 1.81 ms at K=16 (6.8x the bound; K=32 not yet timed; :mod:`credo.credit._triton_shapley`).
+    K=16 and 522 ms at K=32. The Triton kernel keeps a set in one lane's registers (one read of the
+    scores, one write of phi) and sorts it with a bitonic network there: 0.14 ms at K=4 (2.1x the
+    bound), 0.25 ms at K=8 (1.9x), 1.07 ms at K=16 (4.0x) and 4.9 ms at K=32 (9.2x)
+    (:mod:`credo.credit._triton_shapley` has the kernels and their measurements).
     So on CUDA:
     ``"triton"`` for K <= 32 when Triton is installed, else ``"dense"`` for K <= 16, else ``"sort"``;
     on the CPU ``"sort"`` (the fastest there).
