@@ -9,9 +9,9 @@
 #   bash benchmarks/speed_suite.sh profile   # the step phase by phase, with the kernel profile (~2 min)
 #   bash benchmarks/speed_suite.sh memory    # what is alive at the step's peak, micro-batch 64 (~2 min)
 #   bash benchmarks/speed_suite.sh credit    # GAE and shapley_max kernels against the bandwidth bound (~2 min)
-#   bash benchmarks/speed_suite.sh big       # 14B full fine-tuning, 7B and 32B LoRA (~8 min)
+#   bash benchmarks/speed_suite.sh big       # 14B full fine-tuning beside TRL, 7B and 32B LoRA (~5 min)
 #
-# docs/results/README.md ("H200, a training step 2.5-2.8x faster") has the figures of the last run.
+# docs/results/README.md (the H200 sections under "Speed") has the figures of the last runs.
 set -uo pipefail
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
@@ -39,15 +39,18 @@ case "${1:-}" in
       --kernels --profile-step --out "$OUT"
     ;;
   memory)
-    part memory 200 benchmarks/trainer_profile.py --device cuda --backends compiled --micro-batch 64 --steps 1 \
+    part memory 200 benchmarks/trainer_profile.py --device cuda --backends compiled_layers --micro-batch 64 --steps 1 \
       --warmup 1 --memory --out "$OUT/memory"
     ;;
   credit)
-    part credit 200 benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --shapley-K 4,8,16,32 --json "$OUT/credit.json"
+    part credit 200 benchmarks/credit_bench.py --device cuda --peak-gbs 4800 --cases 256x2048 --shapley-K 4,8,16,32 \
+      --json "$OUT/credit.json"
     ;;
   big)
-    part big_full 300 benchmarks/big_model_bench.py --shapes 14B --steps 1 --warmup 1 --out "$OUT/big_full.json"
-    part big_lora 300 benchmarks/big_model_bench.py --shapes 7B,32B --lora 16 --steps 1 --warmup 1 --out "$OUT/big_lora.json"
+    part big_full 330 benchmarks/big_model_bench.py --shapes 14B --steps 1 --warmup 1 --peer-trl --timeout 160 \
+      --out "$OUT/big_full.json"
+    part big_lora 200 benchmarks/big_model_bench.py --shapes 7B,32B --lora 16 --steps 1 --warmup 1 --timeout 95 \
+      --out "$OUT/big_lora.json"
     ;;
   *)
     sed -n '2,14p' "$0"
