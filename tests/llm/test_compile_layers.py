@@ -13,13 +13,15 @@ from torch._dynamo.utils import counters
 from credo.llm import toy
 from credo.llm.config import config_from_dict
 from credo.llm.critic import ValueModel
+from credo.llm.graph_decode import GraphDecoder, sample_completions_graph
 from credo.llm.models import (
     AdapterFreeReference,
     compile_decoder_layers,
     compile_run_layers,
     enable_gradient_checkpointing,
 )
-from credo.llm.tiny import build_tiny_model, tiny_model_config
+from credo.llm.rollout import sequence_logprobs
+from credo.llm.tiny import build_char_tokenizer, build_tiny_model, tiny_model_config
 from credo.llm.trainer import Trainer
 
 from .configs import SMALL_MODEL
@@ -121,3 +123,27 @@ def test_compile_run_layers_covers_a_separate_reference_and_critic_once() -> Non
     forwards = [m.forward for m in layers[0]]
     compile_run_layers(policy, AdapterFreeReference(policy), None, checkpointing=True)  # shared: kept
     assert [m.forward for m in layers[0]] == forwards
+
+
+def test_rollout_logprobs_equal_the_compiled_layers_training_forward() -> None:
+    """Sampling (compiled decode step, layers called uncompiled with a KV cache) records the log-probs
+    that the update's forward through the compiled, checkpointed layers recomputes, with gradients on:
+    the exact agreement the policy-gradient ratio relies on."""
+    torch._dynamo.reset()
+    tokenizer = build_char_tokenizer("ab")
+    config = tiny_model_config(len(tokenizer), hidden_size=32, num_heads=4, num_kv_heads=2)
+    model = build_tiny_model(config, seed=0)
+    model.set_attn_implementation("sdpa")
+    enable_gradient_checkpointing(model)
+    assert compile_decoder_layers(model, checkpointing=True) == 2
+    torch.manual_seed(0)
+    batch = sample_completions_graph(
+        model.eval(), tokenizer, ["a", "abbab", "ba"], group_size=2, max_new_tokens=8, temperature=1.1,
+        decoder=GraphDecoder(compile=True),
+    )  # fmt: skip
+    model.train()
+    recomputed = sequence_logprobs(
+        model, batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.completion_mask, 1.1
+    )
+    assert recomputed.requires_grad
+    torch.testing.assert_close(recomputed.detach(), batch.logprobs, atol=1e-5, rtol=1e-5)
