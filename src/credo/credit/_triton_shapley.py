@@ -30,10 +30,13 @@ Measured on an H200, 10M float32 sets, against the bandwidth bound (8 K bytes pe
 
 | K | pairs (4 warps) | network, 4 warps | network, 1 warp | tile, 1 warp | auto | bound |
 |---|---|---|---|---|---|---|
-| 4 | 0.16-0.19 ms | 0.12 ms | 0.22 ms | 0.29 ms | 0.14 ms (2.1x) | 0.067 ms |
-| 8 | 0.52-0.58 ms | 0.42-0.50 ms | 0.20-0.25 ms | 0.27 ms | 0.25 ms (1.9x) | 0.133 ms |
-| 16 | 2.32-2.35 ms | 1.76-1.90 ms | 1.77-1.82 ms | **0.98-1.02 ms** | 1.07 ms (4.0x) | 0.267 ms |
+| 4 | 0.16-0.19 ms | 0.12-0.14 ms | 0.22 ms | 0.26 ms | 0.14 ms (2.1x) | 0.067 ms |
+| 8 | 0.52-0.58 ms | 0.42-0.50 ms | 0.20-0.25 ms | 0.29-0.35 ms | 0.25 ms (1.9x) | 0.133 ms |
+| 16 | 2.32-2.35 ms | 1.76-1.90 ms | 1.77-1.82 ms | **0.98-1.01 ms** | 1.07 ms (4.0x) | 0.267 ms |
 | 32 | (not timed) | 4.97 ms | 4.93-5.04 ms | 6.5-6.6 ms | 4.93 ms (9.2x) | 0.533 ms |
+
+(Ranges: the same launch in different runs of this session: ``credit_tile_io_4warps.json``,
+``credit_1warp_everywhere.json``, ``credit_warps_sweep.txt``, ``credit_auto.json``.)
 
 So ``"auto"`` runs the network kernel, with tile loads for 9 <= K <= 16, with one warp per program
 above K=4 and four up to K=4. What we learnt on the way: the strided loads alone were not the cost
