@@ -40,8 +40,6 @@ from credo.credit import _triton_scan, _triton_shapley, gae, lambda_returns
 from credo.credit.scan import triton_available
 from credo.credit.shapley import DENSE_MAX_PLAYERS, TRITON_MAX_PLAYERS, shapley_max
 
-TRITON_ALGORITHMS = _triton_shapley.ALGORITHMS  # "auto": what shapley_max(method="triton") runs
-
 
 def gae_loop(rewards, values, next_values, dones, terminated, gamma: float, lam: float) -> torch.Tensor:
     """The usual implementation: a Python loop over T, a few tensor ops per step (as in verl's
@@ -159,7 +157,7 @@ def bench_shapley(
         )
     triton_runs = device.type == "cuda" and _triton_shapley.AVAILABLE and K <= TRITON_MAX_PLAYERS
     phi_triton: dict[str, torch.Tensor] = {}
-    for algorithm in TRITON_ALGORITHMS:  # the Triton kernel's algorithms (auto picks by K)
+    for algorithm in _triton_shapley.ALGORITHMS:  # "auto": what shapley_max(method="triton") runs
         for num_warps in (None, *warps) if algorithm != "auto" else (None,):
             name = f"triton_{algorithm}" if num_warps is None else f"triton_{algorithm}_w{num_warps}"
             times[name] = None

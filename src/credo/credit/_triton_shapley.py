@@ -45,9 +45,11 @@ thread at K=16, and only with one warp per program (many small programs) did the
 warp wins is not profiled. The tile loads were measured before ``_load_lanes`` was split out of the
 kernel (same computation; its PTX differs by 29 lines of 4,314).
 
-Absent players are loaded as NaN: every comparison with a NaN is false, so they drop out of every
-count, max and sum without a mask of their own, and get exactly 0. (A NaN score passed with
-``validate=False`` is thereby treated as absent, as the torch dense form does too.)
+Absent players: the pairs kernel loads them as NaN (every comparison with a NaN is false, so they
+drop out of every count, max and sum without a mask of their own, and get exactly 0); the network
+kernel loads them as -inf, which sorts them after every present player, and writes 0 for them. (A
+NaN score passed with ``validate=False`` is thereby treated as absent by both, as the torch dense
+form does too.)
 """
 
 from __future__ import annotations
